@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The two quick-start commands of wiretrail:
+#   ./dev.sh up [ARGS…]   build and run `wiretrail up` (all-in-one, data in ./wiretrail-data)
+#   ./dev.sh test         build and run the whole test suite
+# Both install the Debian packages the build needs (clang/libclang for RocksDB's bindings) when
+# they are missing. Tests that need Python packages (pyarrow, duckdb) install them with pip or
+# skip with a printed reason.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# One build serves `up`, the tests and the benchmarks (release profile). A target dir outside
+# the clone lets later runs on the same machine reuse compiled dependencies; it is not needed.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+install_system_packages() {
+  local missing=()
+  command -v clang >/dev/null 2>&1 || missing+=(clang)
+  ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "dev.sh: installing ${missing[*]} (needed to build RocksDB's bindings)" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  up)
+    install_system_packages
+    cargo build --release --bin wiretrail
+    exec "$CARGO_TARGET_DIR/release/wiretrail" up "$@"
+    ;;
+  test)
+    install_system_packages
+    started=$(date +%s)
+    cargo build --release --workspace --all-targets
+    echo "dev.sh: build took $(( $(date +%s) - started )) s" >&2
+    cargo test --release --workspace -- --test-threads 2
+    echo "dev.sh: build + tests took $(( $(date +%s) - started )) s" >&2
+    ;;
+  *)
+    echo "usage: ./dev.sh up [wiretrail up options…] | ./dev.sh test" >&2
+    exit 2
+    ;;
+esac

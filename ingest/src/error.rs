@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Errors of the ingest service.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Storage(#[from] wiretrail_storage::StorageError),
+    #[error("write-ahead log {path}: {source}")]
+    Wal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("bad batch from {agent}: {reason}")]
+    BadBatch { agent: String, reason: String },
+    #[error("ingest is shutting down")]
+    ShuttingDown,
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl From<IngestError> for tonic::Status {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::BadBatch { .. } => tonic::Status::invalid_argument(e.to_string()),
+            IngestError::ShuttingDown => tonic::Status::unavailable(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
