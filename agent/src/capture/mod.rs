@@ -1,0 +1,43 @@
+//! Getting packets: capture files today (live AF_PACKET/eBPF capture is a later stage), and
+//! decoding link, IP and transport headers into [`Segment`]s for reassembly.
+
+mod decode;
+mod pcap;
+
+pub use decode::{decode, Decoded, Segment, Transport};
+pub use pcap::{CaptureReader, Packet};
+
+/// Link-layer header types we decode (pcap LINKTYPE_* values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkType {
+    Ethernet,
+    /// BSD loopback / NULL: 4-byte address family in host order.
+    Null,
+    /// OpenBSD loopback: 4-byte address family in network order.
+    Loop,
+    /// No link header: IPv4 or IPv6 by the version nibble.
+    Raw,
+    Ipv4,
+    Ipv6,
+    /// Linux cooked capture v1.
+    LinuxSll,
+    /// Linux cooked capture v2.
+    LinuxSll2,
+    Other(i32),
+}
+
+impl LinkType {
+    pub fn from_linktype(v: i32) -> Self {
+        match v {
+            1 => LinkType::Ethernet,
+            0 => LinkType::Null,
+            108 => LinkType::Loop,
+            101 | 12 | 14 => LinkType::Raw,
+            228 => LinkType::Ipv4,
+            229 => LinkType::Ipv6,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            other => LinkType::Other(other),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The agent's data path, one module per stage:
+//! `capture` (pcap/pcapng files, link and IP decoding) → `reassembly` (TCP streams, UDP flows)
+//! → `dissect` (one file per protocol behind the [`dissect::Dissector`] trait, pairing requests
+//! with responses) → `identity` (IP → pod/service at capture time) → [`Pipeline`], which hands
+//! out finished [`wiretrail_proto::Entry`] values for batching and shipping.
+
+pub mod capture;
+pub mod dissect;
+mod error;
+pub mod identity;
+mod pipeline;
+pub mod reassembly;
+
+pub use capture::{CaptureReader, LinkType, Packet};
+pub use error::AgentError;
+pub use identity::IdentityMap;
+pub use pipeline::{Pipeline, PipelineConfig, PipelineStats};
