@@ -1,0 +1,14 @@
+//! The query service: KFL compiled to DataFusion expressions ([`kfl`]), the `entries` table over
+//! the catalog's Parquet files and the ingest buffer ([`table`]), and the REST API ([`rest`]).
+
+mod error;
+mod json;
+pub mod kfl;
+pub mod rest;
+mod service;
+pub mod table;
+pub mod time;
+
+pub use error::QueryError;
+pub use json::batch_to_json;
+pub use service::{EntriesPage, EntriesRequest, QueryService, ScanStats, DEFAULT_LIMIT, MAX_LIMIT};

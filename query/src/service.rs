@@ -1,0 +1,183 @@
+//! The query logic behind the REST API and `wiretrail query`: a window, a KFL filter and a
+//! cursor become one DataFusion plan over a store snapshot.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::TimestampMicrosecondType;
+use datafusion::prelude::{col, lit, Expr, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use serde::Serialize;
+use serde_json::Value;
+use wiretrail_ingest::Ingest;
+use wiretrail_proto::schema::{ID, TS};
+use wiretrail_proto::EntryId;
+
+use crate::json::{batch_to_json, list_columns};
+use crate::kfl::{self, KflOptions};
+use crate::QueryError;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 10_000;
+
+/// One page request; times are µs since the epoch, `[from, to)`.
+#[derive(Debug, Clone, Default)]
+pub struct EntriesRequest {
+    pub kfl: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// How much of the store a query touched (the catalog prunes whole files by time).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanStats {
+    pub files_scanned: usize,
+    pub files_pruned: usize,
+    pub buffered_batches: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EntriesPage {
+    pub entries: Vec<Value>,
+    pub next_cursor: Option<String>,
+    pub stats: ScanStats,
+}
+
+pub struct QueryService {
+    ingest: Arc<Ingest>,
+    ctx: SessionContext,
+}
+
+fn ts_lit(us: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())))
+}
+
+fn id_lit(id: &EntryId) -> Expr {
+    lit(ScalarValue::FixedSizeBinary(16, Some(id.0.to_vec())))
+}
+
+/// `ts_us.id` of the last entry of a page; the next page starts strictly after it.
+fn encode_cursor(ts: i64, id: &EntryId) -> String {
+    format!("{ts}.{id}")
+}
+
+fn decode_cursor(c: &str) -> Result<(i64, EntryId), QueryError> {
+    let bad = || QueryError::BadRequest("invalid cursor: pass next_cursor back unchanged".into());
+    let (ts, id) = c.split_once('.').ok_or_else(bad)?;
+    Ok((ts.parse().map_err(|_| bad())?, EntryId::parse(id).map_err(|_| bad())?))
+}
+
+impl QueryService {
+    pub fn new(ingest: Arc<Ingest>) -> Self {
+        let config = SessionConfig::new().with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        for udf in kfl::udfs() {
+            ctx.register_udf(udf);
+        }
+        QueryService { ingest, ctx }
+    }
+
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
+    /// Newest first, by (ts, id).
+    pub async fn entries(&self, req: &EntriesRequest) -> Result<EntriesPage, QueryError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let compiled = kfl::compile(&req.kfl, &KflOptions { now_ms })?;
+        let mut limit = req.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(QueryError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+        }
+        let kfl_cap = compiled.limit;
+        if let Some(n) = kfl_cap {
+            limit = limit.min(n);
+        }
+        let from = req.from.unwrap_or(i64::MIN);
+        let mut to = req.to.unwrap_or(i64::MAX);
+        if from >= to {
+            return Err(QueryError::BadRequest("`from` must be before `to`".into()));
+        }
+        let cursor = req.cursor.as_deref().map(decode_cursor).transpose()?;
+        if let Some((cts, _)) = cursor {
+            if kfl_cap.is_some() {
+                // limit(n) caps the whole result, which the first page already returned.
+                return Ok(EntriesPage { entries: vec![], next_cursor: None, stats: ScanStats { files_scanned: 0, files_pruned: 0, buffered_batches: 0 } });
+            }
+            to = to.min(cts.saturating_add(1));
+        }
+        let snap = self.ingest.snapshot(from, to).await?;
+        let stats = ScanStats {
+            files_scanned: snap.files.len(),
+            files_pruned: snap.files_pruned,
+            buffered_batches: snap.buffered.len(),
+        };
+        let mut preds: Vec<Expr> = Vec::new();
+        if req.from.is_some() {
+            preds.push(col(TS).gt_eq(ts_lit(from)));
+        }
+        if to != i64::MAX {
+            preds.push(col(TS).lt(ts_lit(to)));
+        }
+        if let Some((cts, cid)) = &cursor {
+            preds.push(
+                col(TS)
+                    .lt(ts_lit(*cts))
+                    .or(col(TS).eq(ts_lit(*cts)).and(col(ID).lt(id_lit(cid)))),
+            );
+        }
+        preds.extend(compiled.filter);
+        let table = crate::table::EntriesTable::new(&snap);
+        let mut df = self.ctx.read_table(Arc::new(table))?;
+        if let Some(p) = datafusion::logical_expr::utils::conjunction(preds) {
+            df = df.filter(p)?;
+        }
+        let cols = list_columns();
+        let df = df
+            .select_columns(&cols.iter().map(String::as_str).collect::<Vec<_>>())?
+            .sort(vec![col(TS).sort(false, false), col(ID).sort(false, false)])?
+            .limit(0, Some(limit + 1))?;
+        let batches = df.collect().await?;
+        let mut entries = Vec::with_capacity(limit + 1);
+        let mut last: Option<(i64, EntryId)> = None;
+        for b in &batches {
+            let ts = b.column_by_name(TS).map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
+            let ids = b.column_by_name(ID).map(|c| c.as_fixed_size_binary().clone());
+            for (i, v) in batch_to_json(b, false).into_iter().enumerate() {
+                if entries.len() == limit {
+                    break;
+                }
+                if let (Some(ts), Some(ids)) = (&ts, &ids) {
+                    if let Ok(b) = <[u8; 16]>::try_from(ids.value(i)) {
+                        last = Some((ts.value(i), EntryId(b)));
+                    }
+                }
+                entries.push(v);
+            }
+        }
+        let more = batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit && kfl_cap.is_none();
+        let next_cursor = if more { last.map(|(t, id)| encode_cursor(t, &id)) } else { None };
+        Ok(EntriesPage { entries, next_cursor, stats })
+    }
+
+    /// The full entry (headers, bodies, detail) with this id, if stored.
+    pub async fn entry(&self, id: &str) -> Result<Value, QueryError> {
+        let id = EntryId::parse(id).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let ts = id.ts_us();
+        let snap = self.ingest.snapshot(ts, ts.saturating_add(1)).await?;
+        let table = crate::table::EntriesTable::new(&snap);
+        let df = self
+            .ctx
+            .read_table(Arc::new(table))?
+            .filter(col(TS).eq(ts_lit(ts)).and(col(ID).eq(id_lit(&id))))?
+            .limit(0, Some(1))?;
+        let batches = df.collect().await?;
+        batches
+            .iter()
+            .flat_map(|b| batch_to_json(b, true))
+            .next()
+            .ok_or_else(|| QueryError::NotFound(format!("no entry with id {id}")))
+    }
+}
