@@ -103,9 +103,13 @@ impl Ingest {
             replayed += r.batch.num_rows();
             buffer.push(Buffered::new(r.segment, r.agent, r.seq, r.batch));
         }
-        if stats.segments > 0 {
+        if stats.records > 0 || stats.torn_bytes > 0 {
             tracing::info!(segments = stats.segments, records = stats.records, rows = replayed,
                 torn_bytes = stats.torn_bytes, "replayed write-ahead log");
+        }
+        if buffer.rows() == 0 && stats.segments > 0 {
+            // Everything in the old segments is already in Parquet (or they are empty).
+            wal::delete_segments(&dir.wal())?;
         }
         let wal = Wal::start(&dir.wal())?;
         let ingest = Arc::new(Ingest {

@@ -298,6 +298,11 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>) {
     }
 }
 
+/// Deletes every segment (before the writer starts, when replay found nothing to keep).
+pub fn delete_segments(dir: &Path) -> Result<(), IngestError> {
+    delete_up_to(dir, u64::MAX)
+}
+
 fn delete_up_to(dir: &Path, segment: u64) -> Result<(), IngestError> {
     for id in list_segments(dir)? {
         if id <= segment {

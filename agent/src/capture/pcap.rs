@@ -159,7 +159,11 @@ impl CaptureReader {
                     if self.reader.reader_exhausted() && self.bytes_read() >= self.total {
                         // A final record cut short (capture killed mid-write): stop here.
                         match self.reader.next() {
-                            Err(PcapError::Incomplete(_)) | Err(PcapError::Eof) => {
+                            Err(PcapError::Eof) => {
+                                self.done = true;
+                                return Ok(None);
+                            }
+                            Err(PcapError::Incomplete(_)) => {
                                 tracing::warn!(file = %self.path.display(), "capture ends with a truncated record; ignored");
                                 self.done = true;
                                 return Ok(None);

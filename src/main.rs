@@ -1,0 +1,69 @@
+//! `wiretrail`: records the API traffic of a Kubernetes cluster and lets you investigate it
+//! after the fact. This binary wires the crates of the data path together; see README.md.
+
+mod import;
+mod query_cmd;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wiretrail", version, about = "Keep the API traffic of a cluster and investigate it after the fact", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run ingest, query API and capture in one process, storing under --data.
+    Up(server::UpArgs),
+    /// Import pcap/pcapng captures through the agent → Flight → ingest path.
+    Import(import::ImportArgs),
+    /// Query stored entries with a KFL filter.
+    Query(query_cmd::QueryArgs),
+}
+
+/// Where a command finds the store: a local data directory, or a running server.
+#[derive(clap::Args, Debug, Clone)]
+#[group(required = false, multiple = false)]
+pub struct Target {
+    /// Data directory to open directly (fails if a running `wiretrail up` owns it).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// URL of a running server (for import: its Flight URL, e.g. http://127.0.0.1:8900; for
+    /// query: its HTTP URL, e.g. http://127.0.0.1:8899).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+pub const DEFAULT_DATA: &str = "./wiretrail-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8899";
+pub const DEFAULT_FLIGHT: &str = "127.0.0.1:8900";
+
+pub fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WIRETRAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Up(a) => server::up(a).await,
+            Command::Import(a) => import::run(a).await,
+            Command::Query(a) => query_cmd::run(a).await,
+        }
+    })
+}

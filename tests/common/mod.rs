@@ -1,0 +1,276 @@
+//! Helpers for the end-to-end tests: run the real `wiretrail` binary on the corpus captures
+//! and read tshark's ground truth.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wiretrail");
+
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+pub fn pcap(name: &str) -> PathBuf {
+    corpus().join("pcaps").join(name)
+}
+
+/// Tests need the corpus beside the repo; say so loudly when it is missing.
+pub fn corpus_available() -> bool {
+    let ok = corpus().join("pcaps").is_dir();
+    if !ok {
+        eprintln!("SKIP: corpus not found at {}", corpus().display());
+    }
+    ok
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wt-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `wiretrail up`, killed (SIGKILL) on drop.
+pub struct Server {
+    pub child: Child,
+    pub http: String,
+    pub flight: String,
+    pub data: PathBuf,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Server {
+        let (hp, fp) = (free_port(), free_port());
+        let child = Command::new(BIN)
+            .args(["up", "--no-capture", "--data"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{hp}"), "--flight-listen", &format!("127.0.0.1:{fp}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start wiretrail up");
+        let s = Server { child, http: format!("http://127.0.0.1:{hp}"), flight: format!("http://127.0.0.1:{fp}"), data: data.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::blocking::get(format!("{}/healthz", s.http)) {
+                if r.status().is_success() {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "wiretrail up did not become healthy in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM (graceful: the server flushes) and wait for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+        self.child.wait().unwrap()
+    }
+
+    pub fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let r = reqwest::blocking::get(format!("{}{}", self.http, path_and_query)).unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Every entry matching `kfl` in `[from, to)` (epoch ms or RFC 3339), following cursors.
+    pub fn all(&self, kfl: &str, from: Option<&str>, to: Option<&str>) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q: Vec<(&str, String)> = vec![("kfl", kfl.to_string()), ("limit", "1000".into())];
+            if let Some(f) = from {
+                q.push(("from", f.to_string()));
+            }
+            if let Some(t) = to {
+                q.push(("to", t.to_string()));
+            }
+            if let Some(c) = &cursor {
+                q.push(("cursor", c.clone()));
+            }
+            let r = reqwest::blocking::Client::new().get(format!("{}/api/v1/entries", self.http)).query(&q).send().unwrap();
+            assert!(r.status().is_success(), "{kfl:?}: HTTP {}", r.status());
+            let v: Value = r.json().unwrap();
+            out.extend(v["entries"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    pub fn count(&self, kfl: &str) -> usize {
+        self.all(kfl, None, None).len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `wiretrail import --format json ARGS…` and returns its summary.
+pub fn import(args: &[&str]) -> Value {
+    let out = Command::new(BIN).arg("import").args(["--format", "json"]).args(args).output().unwrap();
+    assert!(out.status.success(), "import {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Rows of `truth/<name>.fields.tsv` as column → value.
+pub fn truth_rows(name: &str) -> Vec<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(corpus().join("truth").join(format!("{name}.fields.tsv"))).unwrap();
+    let mut lines = text.lines();
+    let cols: Vec<String> = lines.next().unwrap().split('\t').map(str::to_string).collect();
+    lines.map(|l| cols.iter().cloned().zip(l.split('\t').map(str::to_string)).collect()).collect()
+}
+
+pub fn split(v: &str) -> Vec<String> {
+    if v.is_empty() { vec![] } else { v.split('|').map(str::to_string).collect() }
+}
+
+/// One HTTP request as tshark saw it, with its response.
+#[derive(Debug, Clone, Default)]
+pub struct HttpReq {
+    pub frame: u64,
+    pub time_rel: f64,
+    pub epoch: Option<f64>,
+    pub stream: String,
+    pub method: String,
+    pub uri: String,
+    pub user_agent: String,
+    pub authorization: String,
+    pub src: String,
+    pub dst: String,
+    pub status: Option<i64>,
+    pub elapsed_s: Option<f64>,
+}
+
+/// Requests of a capture, with statuses from the responses that point back at them.
+pub fn http_truth(name: &str) -> Vec<HttpReq> {
+    let rows = truth_rows(name);
+    let mut reqs: Vec<HttpReq> = Vec::new();
+    let mut by_frame: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for r in &rows {
+        let g = |c: &str| r.get(c).cloned().unwrap_or_default();
+        let frame: u64 = g("frame.number").parse().unwrap();
+        let methods = split(&g("http.request.method"));
+        let uris = split(&g("http.request.uri"));
+        let uas = split(&g("http.user_agent"));
+        let auths = split(&g("http.authorization"));
+        for (i, m) in methods.iter().enumerate() {
+            by_frame.entry(frame).or_default().push(reqs.len());
+            reqs.push(HttpReq {
+                frame,
+                time_rel: g("frame.time_relative").parse().unwrap(),
+                epoch: g("frame.time_epoch").parse().ok(),
+                stream: g("tcp.stream"),
+                method: m.clone(),
+                uri: uris.get(i).cloned().unwrap_or_default(),
+                user_agent: if methods.len() == uas.len() { uas[i].clone() } else { uas.first().cloned().unwrap_or_default() },
+                authorization: if methods.len() == auths.len() { auths[i].clone() } else { auths.first().cloned().unwrap_or_default() },
+                src: g("ip.src"),
+                dst: g("ip.dst"),
+                ..Default::default()
+            });
+        }
+    }
+    // HTTP/1 answers requests in order on a connection, so the n-th final response of a TCP
+    // stream belongs to its n-th request. (tshark's own `request_in` links miss pipelined
+    // requests, which it cannot pair.)
+    let mut responses: BTreeMap<String, Vec<(i64, Option<f64>)>> = BTreeMap::new();
+    for r in &rows {
+        let g = |c: &str| r.get(c).cloned().unwrap_or_default();
+        let times = split(&g("http.time"));
+        for (i, c) in split(&g("http.response.code")).iter().enumerate() {
+            let code: i64 = c.parse().unwrap();
+            if (100..200).contains(&code) && code != 101 {
+                continue;
+            }
+            let t = times.get(i).or(times.first()).and_then(|t| t.parse().ok());
+            responses.entry(g("tcp.stream")).or_default().push((code, t));
+        }
+    }
+    let _ = by_frame;
+    let mut next: BTreeMap<String, usize> = BTreeMap::new();
+    for req in reqs.iter_mut() {
+        let n = next.entry(req.stream.clone()).or_default();
+        if let Some((code, t)) = responses.get(&req.stream).and_then(|v| v.get(*n)) {
+            req.status = Some(*code);
+            req.elapsed_s = *t;
+        }
+        *n += 1;
+    }
+    reqs
+}
+
+/// One DNS query as tshark saw it, with its answer's rcode.
+#[derive(Debug, Clone, Default)]
+pub struct DnsQuery {
+    pub frame: u64,
+    pub epoch: Option<f64>,
+    pub name: String,
+    pub qtype: String,
+    pub src: String,
+    pub rcode: Option<i64>,
+}
+
+pub fn dns_truth(name: &str) -> Vec<DnsQuery> {
+    let rows = truth_rows(name);
+    let mut qs: Vec<DnsQuery> = Vec::new();
+    let mut idx: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in &rows {
+        let g = |c: &str| r.get(c).cloned().unwrap_or_default();
+        if g("dns.flags.response").is_empty() {
+            continue;
+        }
+        let frame: u64 = g("frame.number").parse().unwrap();
+        if g("dns.flags.response") == "0" {
+            idx.insert(frame, qs.len());
+            qs.push(DnsQuery {
+                frame,
+                epoch: g("frame.time_epoch").parse().ok(),
+                name: split(&g("dns.qry.name")).first().cloned().unwrap_or_default(),
+                qtype: split(&g("dns.qry.type")).first().cloned().unwrap_or_default(),
+                src: g("ip.src"),
+                rcode: None,
+            });
+        } else if let Some(i) = g("dns.response_to").parse::<u64>().ok().and_then(|f| idx.get(&f)) {
+            qs[*i].rcode = g("dns.flags.rcode").parse().ok();
+        }
+    }
+    qs
+}
+
+/// Timestamp of the first packet of a pcap (µs), read from the file itself.
+pub fn first_packet_us(path: &Path) -> i64 {
+    let b = std::fs::read(path).unwrap();
+    let le = u32::from_le_bytes(b[0..4].try_into().unwrap());
+    let (sec, frac) = if le == 0xa1b2c3d4 || le == 0xa1b23c4d {
+        (u32::from_le_bytes(b[24..28].try_into().unwrap()), u32::from_le_bytes(b[28..32].try_into().unwrap()))
+    } else {
+        (u32::from_be_bytes(b[24..28].try_into().unwrap()), u32::from_be_bytes(b[28..32].try_into().unwrap()))
+    };
+    let nanos = le == 0xa1b23c4d || u32::from_be_bytes(b[0..4].try_into().unwrap()) == 0xa1b23c4d;
+    i64::from(sec) * 1_000_000 + if nanos { i64::from(frac) / 1000 } else { i64::from(frac) }
+}

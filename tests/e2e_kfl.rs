@@ -1,0 +1,122 @@
+//! KFL over REST on the mini cluster capture: each query's count is computed independently
+//! from tshark's per-frame truth and the identity map, then compared with the API.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::Value;
+
+struct Truth {
+    http: Vec<HttpReq>,
+    dns: Vec<DnsQuery>,
+    ids: BTreeMap<String, Value>,
+}
+
+impl Truth {
+    fn ns(&self, ip: &str) -> Option<&str> {
+        self.ids.get(ip).and_then(|v| v["namespace"].as_str())
+    }
+    fn name(&self, ip: &str) -> String {
+        let v = self.ids.get(ip);
+        ["pod", "service", "workload"]
+            .iter()
+            .find_map(|k| v.and_then(|v| v[*k].as_str()))
+            .unwrap_or(ip)
+            .to_string()
+    }
+}
+
+#[test]
+fn kfl_queries_match_independent_counts() {
+    if !corpus_available() {
+        return;
+    }
+    let dir = temp_dir("kfl");
+    let server = Server::start(&dir.join("data"));
+    let ids_path = pcap("cluster_mix.identities.json");
+    import(&["--server", &server.flight, "--identities", ids_path.to_str().unwrap(), "--node", "node-a", pcap("cluster_mix.pcap").to_str().unwrap()]);
+    import(&["--server", &server.flight, "--node", "lab", pcap("http1_keepalive.pcap").to_str().unwrap(), pcap("dns_udp.pcap").to_str().unwrap()]);
+
+    let t = Truth {
+        http: http_truth("cluster_mix"),
+        dns: dns_truth("cluster_mix"),
+        ids: serde_json::from_str(&std::fs::read_to_string(&ids_path).unwrap()).unwrap(),
+    };
+    let lab_http = http_truth("http1_keepalive");
+    let lab_dns = dns_truth("dns_udp");
+    assert_eq!((t.http.len(), t.dns.len()), (602, 111), "corpus README figures");
+
+    let h = |f: &dyn Fn(&HttpReq) -> bool| t.http.iter().filter(|r| f(r)).count();
+    let d = |f: &dyn Fn(&DnsQuery) -> bool| t.dns.iter().filter(|q| f(q)).count();
+    let status = |r: &HttpReq| r.status.unwrap_or(0);
+    let ms = |r: &HttpReq| r.elapsed_s.unwrap_or(0.0) * 1000.0;
+    let cases: Vec<(&str, usize)> = vec![
+        ("node.name == \"node-a\" and http", t.http.len()),
+        ("node.name == \"node-a\" and dns", t.dns.len()),
+        ("node.name == \"lab\"", lab_http.len() + lab_dns.len()),
+        ("node.name == \"node-a\" and (http or dns)", t.http.len() + t.dns.len()),
+        ("node.name == \"node-a\" and !http", t.dns.len()),
+        ("node.name == \"node-a\" and http and response.status >= 400", h(&|r| status(r) >= 400)),
+        ("node.name == \"node-a\" && status_code == 401", h(&|r| status(r) == 401)),
+        ("node.name == \"node-a\" and response.status == \"404\"", h(&|r| status(r) == 404)),
+        ("node.name == \"node-a\" and http and response.status >= 500", h(&|r| status(r) >= 500)),
+        ("node.name == \"node-a\" and http and !(response.status == 200)", h(&|r| status(r) != 200)),
+        ("request.headers[\"Authorization\"] == r\"Token.*\"", h(&|r| r.authorization.starts_with("Token"))),
+        ("request.headers[\"authorization\"] == r\"^Bearer \"", h(&|r| r.authorization.starts_with("Bearer "))),
+        ("request.headers[\"AUTHORIZATION\"] == r\"^Basic \"", h(&|r| r.authorization.starts_with("Basic "))),
+        ("node.name == \"node-a\" and http and request.headers[\"Authorization\"] == nil", h(&|r| r.authorization.is_empty())),
+        ("request.headers[\"Authorization\"] == r\"tk_live_4f9a2c7e1b8d6035aa91c2e7f04b3d58\"", h(&|r| r.authorization.contains("tk_live_4f9a2c7e1b8d6035aa91c2e7f04b3d58"))),
+        ("request.headers[\"Authorization\"] == r\"Token.*\" and dst.name == \"api-6f7b9c4d8-9tq7m\"", h(&|r| r.authorization.starts_with("Token") && r.dst == "127.0.10.2")),
+        ("request.headers[\"User-Agent\"] == r\"curl.*\"", h(&|r| r.user_agent.contains("curl")) + lab_http.iter().filter(|r| r.user_agent.contains("curl")).count()),
+        ("request.headers[\"user-agent\"] == r\"kube-probe\"", h(&|r| r.user_agent.contains("kube-probe"))),
+        ("node.name == \"node-a\" and request.path.startsWith(\"/api/v1/orders\")", h(&|r| r.uri.starts_with("/api/v1/orders"))),
+        ("node.name == \"node-a\" and request.path.contains(\"export\")", h(&|r| r.uri.contains("export"))),
+        ("node.name == \"node-a\" and request.path == r\"^/healthz$\"", h(&|r| r.uri == "/healthz")),
+        ("node.name == \"node-a\" and request.method == \"POST\"", h(&|r| r.method == "POST")),
+        ("node.name == \"node-a\" and http and request.method != \"GET\"", h(&|r| r.method != "GET")),
+        ("node.name == \"node-a\" and http and elapsedTime >= 300", h(&|r| ms(r) >= 300.0)),
+        ("node.name == \"node-a\" and dns and request.path.endsWith(\".cluster.local\")", d(&|q| q.name.ends_with(".cluster.local"))),
+        ("node.name == \"node-a\" and dns and response.status == 3", d(&|q| q.rcode == Some(3))),
+        ("node.name == \"node-a\" and dns and response.statusText == \"REFUSED\"", d(&|q| q.rcode == Some(5))),
+        ("node.name == \"node-a\" and dns and request.method == \"AAAA\"", d(&|q| q.qtype == "28")),
+        ("dns and request.path == \"payments\"", d(&|q| q.name == "payments")),
+        ("node.name == \"node-a\" and src.namespace == \"shop\" and http", h(&|r| t.ns(&r.src) == Some("shop"))),
+        ("node.name == \"node-a\" and dst.namespace == \"infra\"", t.dns.len()),
+        ("node.name == \"node-a\" and http and src.namespace == nil", h(&|r| t.ns(&r.src).is_none())),
+        ("src.name == \"reports-29384710-5hxpz\" and http", h(&|r| r.src == "127.0.10.4")),
+        ("src.pod.namespace == \"shop\" && dst.service.name == \"auth\"", h(&|r| t.ns(&r.src) == Some("shop") && r.dst == "127.0.10.3")),
+        ("dst.service == \"api\" and (request.headers[\"Authorization\"] == r\"^Token\" or response.status == 401)", h(&|r| r.dst == "127.0.10.2" && (r.authorization.starts_with("Token") || status(r) == 401))),
+        ("http and src.node == \"node-b\" and dst.node == \"node-a\"", h(&|r| t.ids.get(&r.src).and_then(|v| v["node"].as_str()) == Some("node-b") && t.ids.get(&r.dst).and_then(|v| v["node"].as_str()) == Some("node-a"))),
+        ("src.ip == \"127.0.1.1\"", h(&|r| r.src == "127.0.1.1")),
+        ("dst.port == 8080 and node.name == \"node-a\"", h(&|_| true)),
+        ("node.name == \"node-a\" and (dns or response.status == 201) and !(src.name == \"frontend-7c9d5b8f6-m8v4d\")",
+            d(&|q| t.name(&q.src) != "frontend-7c9d5b8f6-m8v4d") + h(&|r| status(r) == 201 && t.name(&r.src) != "frontend-7c9d5b8f6-m8v4d")),
+        ("limit(7) and http", 7),
+    ];
+    assert!(cases.len() >= 30);
+    let mut failures = Vec::new();
+    for (q, want) in &cases {
+        let got = server.count(q);
+        eprintln!("{got:>5} {want:>5}  {q}");
+        if got != *want {
+            failures.push(format!("{q}: got {got}, want {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "mismatches:\n{}", failures.join("\n"));
+
+    // Bad queries: 400 with the position of the problem.
+    for (q, pos) in [("http and", 8), ("request.headers[\"x\"", 19), ("foo.bar == 1", 0), ("response.status == \"abc\"", 19)] {
+        let r = reqwest::blocking::Client::new().get(format!("{}/api/v1/entries", server.http)).query(&[("kfl", q)]).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{q}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["error"]["position"], pos, "{q}: {v}");
+        let r = reqwest::blocking::Client::new().get(format!("{}/api/v1/kfl/validate", server.http)).query(&[("q", q)]).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+    let (status, v) = server.get("/api/v1/kfl/validate?q=http");
+    assert_eq!((status, v["ok"].as_bool()), (200, Some(true)));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
