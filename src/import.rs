@@ -73,22 +73,28 @@ fn read_captures(
     let mut builder = EntryBatchBuilder::new();
     let mut builder_bytes = 0usize;
     let mut done_bytes = 0u64;
-    let ship = |builder: &mut EntryBatchBuilder, force: bool, bytes: &mut usize| -> anyhow::Result<()> {
-        if builder.is_empty() || (!force && builder.len() < batch_rows && *bytes < BATCH_BYTES) {
-            return Ok(());
-        }
-        let batch = builder.finish()?;
-        *bytes = 0;
-        tx.blocking_send(batch).context("the sender stopped")?;
-        Ok(())
-    };
+    let ship =
+        |builder: &mut EntryBatchBuilder, force: bool, bytes: &mut usize| -> anyhow::Result<()> {
+            if builder.is_empty() || (!force && builder.len() < batch_rows && *bytes < BATCH_BYTES)
+            {
+                return Ok(());
+            }
+            let batch = builder.finish()?;
+            *bytes = 0;
+            tx.blocking_send(batch).context("the sender stopped")?;
+            Ok(())
+        };
     for file in &files {
-        let mut reader = CaptureReader::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let mut reader =
+            CaptureReader::open(file).with_context(|| format!("cannot read {}", file.display()))?;
         let mut n = 0u64;
-        while let Some(pkt) = reader.next_packet().with_context(|| format!("reading {}", file.display()))? {
+        while let Some(pkt) = reader
+            .next_packet()
+            .with_context(|| format!("reading {}", file.display()))?
+        {
             pipeline.packet(pkt.ts_us, pkt.link, &pkt.data);
             n += 1;
-            if n % 256 == 0 {
+            if n.is_multiple_of(256) {
                 bar.set_position(done_bytes + reader.bytes_read());
                 for e in pipeline.take_entries() {
                     builder_bytes += e.request_body.as_ref().map_or(0, Vec::len)
@@ -121,7 +127,8 @@ fn read_captures(
 pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let identities = match &a.identities {
-        Some(p) => IdentityMap::load(p).with_context(|| format!("cannot load identities from {}", p.display()))?,
+        Some(p) => IdentityMap::load(p)
+            .with_context(|| format!("cannot load identities from {}", p.display()))?,
         None => IdentityMap::default(),
     };
     // Decide where batches go before reading anything, so a busy data dir fails fast.
@@ -137,13 +144,19 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
     let total: u64 = a
         .files
         .iter()
-        .map(|f| std::fs::metadata(f).map(|m| m.len()).with_context(|| format!("cannot read {}", f.display())))
+        .map(|f| {
+            std::fs::metadata(f)
+                .map(|m| m.len())
+                .with_context(|| format!("cannot read {}", f.display()))
+        })
         .sum::<anyhow::Result<u64>>()?;
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} importing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let node = a.node.clone().unwrap_or_else(host_name);
     let config = PipelineConfig {
@@ -151,7 +164,6 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         capture: "pcap".into(),
         body_cap: a.body_cap,
         identities,
-        ..Default::default()
     };
     let agent_id = format!(
         "import-{node}-{}-{}",
@@ -166,7 +178,9 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
     let files = a.files.clone();
     let batch_rows = a.batch_rows.max(1);
     let reader_bar = bar.clone();
-    let reader = tokio::task::spawn_blocking(move || read_captures(files, config, batch_rows, tx, reader_bar));
+    let reader = tokio::task::spawn_blocking(move || {
+        read_captures(files, config, batch_rows, tx, reader_bar)
+    });
     while let Some(batch) = rx.recv().await {
         client.send(batch).await?;
     }
@@ -177,7 +191,11 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         ingest.flush().await?;
     }
     if sent.acked_rows != totals.entries {
-        bail!("{} entries were read but {} were acknowledged", totals.entries, sent.acked_rows);
+        bail!(
+            "{} entries were read but {} were acknowledged",
+            totals.entries,
+            sent.acked_rows
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     if a.format == "json" {

@@ -38,14 +38,26 @@ fn cell(v: &Value) -> String {
 }
 
 fn print_table(entries: &[Value]) {
-    println!("{:<27} {:<6} {:<7} {:<40} {:>6} {:>9}  {}", "TS", "PROTO", "METHOD", "PATH", "STATUS", "ELAPSED", "SRC → DST");
+    println!(
+        "{:<27} {:<6} {:<7} {:<40} {:>6} {:>9}  SRC → DST",
+        "TS", "PROTO", "METHOD", "PATH", "STATUS", "ELAPSED"
+    );
     for e in entries {
         let path: String = cell(&e["path"]).chars().take(40).collect();
-        let elapsed = e["elapsed_us"].as_i64().map(|us| format!("{:.1}ms", us as f64 / 1000.0)).unwrap_or("-".into());
+        let elapsed = e["elapsed_us"]
+            .as_i64()
+            .map(|us| format!("{:.1}ms", us as f64 / 1000.0))
+            .unwrap_or("-".into());
         println!(
             "{:<27} {:<6} {:<7} {:<40} {:>6} {:>9}  {} → {}",
-            cell(&e["ts"]), cell(&e["protocol"]), cell(&e["method"]), path, cell(&e["status"]), elapsed,
-            cell(&e["src"]["name"]), cell(&e["dst"]["name"])
+            cell(&e["ts"]),
+            cell(&e["protocol"]),
+            cell(&e["method"]),
+            path,
+            cell(&e["status"]),
+            elapsed,
+            cell(&e["src"]["name"]),
+            cell(&e["dst"]["name"])
         );
     }
     println!("({} entries)", entries.len());
@@ -54,8 +66,12 @@ fn print_table(entries: &[Value]) {
 pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
     let entries: Vec<Value> = if let Some(url) = &a.target.server {
         let mut q = vec![("kfl", a.kfl.clone()), ("limit", a.limit.to_string())];
-        if let Some(f) = &a.from { q.push(("from", f.clone())); }
-        if let Some(t) = &a.to { q.push(("to", t.clone())); }
+        if let Some(f) = &a.from {
+            q.push(("from", f.clone()));
+        }
+        if let Some(t) = &a.to {
+            q.push(("to", t.clone()));
+        }
         let resp = reqwest::Client::new()
             .get(format!("{}/api/v1/entries", url.trim_end_matches('/')))
             .query(&q)
@@ -63,7 +79,10 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot reach {url}"))?;
         let status = resp.status();
-        let body: Value = resp.json().await.context("the server's answer is not JSON")?;
+        let body: Value = resp
+            .json()
+            .await
+            .context("the server's answer is not JSON")?;
         if !status.is_success() {
             let err = &body["error"];
             if let Some(pos) = err["position"].as_u64() {
@@ -73,7 +92,11 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         }
         body["entries"].as_array().cloned().unwrap_or_default()
     } else {
-        let dir = a.target.data.clone().unwrap_or_else(|| crate::DEFAULT_DATA.into());
+        let dir = a
+            .target
+            .data
+            .clone()
+            .unwrap_or_else(|| crate::DEFAULT_DATA.into());
         let ingest = Ingest::open(&dir, IngestConfig::default()).await?;
         let svc = Arc::new(QueryService::new(ingest));
         let now = chrono::Utc::now().timestamp_micros();

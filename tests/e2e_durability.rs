@@ -43,7 +43,10 @@ fn acked_entries_survive_kill_9_exactly_once() {
 
     // Kill again after the data reached Parquet (graceful stop flushes), then once more.
     let status = server.terminate();
-    assert!(status.success(), "wiretrail up exits cleanly on SIGTERM: {status}");
+    assert!(
+        status.success(),
+        "wiretrail up exits cleanly on SIGTERM: {status}"
+    );
     let server = Server::start(&data);
     assert_eq!(server.count(""), acked);
     server.kill();

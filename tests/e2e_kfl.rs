@@ -36,8 +36,23 @@ fn kfl_queries_match_independent_counts() {
     let dir = temp_dir("kfl");
     let server = Server::start(&dir.join("data"));
     let ids_path = pcap("cluster_mix.identities.json");
-    import(&["--server", &server.flight, "--identities", ids_path.to_str().unwrap(), "--node", "node-a", pcap("cluster_mix.pcap").to_str().unwrap()]);
-    import(&["--server", &server.flight, "--node", "lab", pcap("http1_keepalive.pcap").to_str().unwrap(), pcap("dns_udp.pcap").to_str().unwrap()]);
+    import(&[
+        "--server",
+        &server.flight,
+        "--identities",
+        ids_path.to_str().unwrap(),
+        "--node",
+        "node-a",
+        pcap("cluster_mix.pcap").to_str().unwrap(),
+    ]);
+    import(&[
+        "--server",
+        &server.flight,
+        "--node",
+        "lab",
+        pcap("http1_keepalive.pcap").to_str().unwrap(),
+        pcap("dns_udp.pcap").to_str().unwrap(),
+    ]);
 
     let t = Truth {
         http: http_truth("cluster_mix"),
@@ -46,7 +61,11 @@ fn kfl_queries_match_independent_counts() {
     };
     let lab_http = http_truth("http1_keepalive");
     let lab_dns = dns_truth("dns_udp");
-    assert_eq!((t.http.len(), t.dns.len()), (602, 111), "corpus README figures");
+    assert_eq!(
+        (t.http.len(), t.dns.len()),
+        (602, 111),
+        "corpus README figures"
+    );
 
     let h = |f: &dyn Fn(&HttpReq) -> bool| t.http.iter().filter(|r| f(r)).count();
     let d = |f: &dyn Fn(&DnsQuery) -> bool| t.dns.iter().filter(|q| f(q)).count();
@@ -107,12 +126,25 @@ fn kfl_queries_match_independent_counts() {
     assert!(failures.is_empty(), "mismatches:\n{}", failures.join("\n"));
 
     // Bad queries: 400 with the position of the problem.
-    for (q, pos) in [("http and", 8), ("request.headers[\"x\"", 19), ("foo.bar == 1", 0), ("response.status == \"abc\"", 19)] {
-        let r = reqwest::blocking::Client::new().get(format!("{}/api/v1/entries", server.http)).query(&[("kfl", q)]).send().unwrap();
+    for (q, pos) in [
+        ("http and", 8),
+        ("request.headers[\"x\"", 19),
+        ("foo.bar == 1", 0),
+        ("response.status == \"abc\"", 19),
+    ] {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/entries", server.http))
+            .query(&[("kfl", q)])
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 400, "{q}");
         let v: Value = r.json().unwrap();
         assert_eq!(v["error"]["position"], pos, "{q}: {v}");
-        let r = reqwest::blocking::Client::new().get(format!("{}/api/v1/kfl/validate", server.http)).query(&[("q", q)]).send().unwrap();
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/kfl/validate", server.http))
+            .query(&[("q", q)])
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 400);
     }
     let (status, v) = server.get("/api/v1/kfl/validate?q=http");

@@ -14,8 +14,18 @@ fn cluster_phases_and_windows() {
     let data = dir.join("data");
     let ids = pcap("cluster_mix.identities.json");
     // Offline import (flushes to Parquet), then serve the directory.
-    import(&["--data", data.to_str().unwrap(), "--identities", ids.to_str().unwrap(), pcap("cluster_mix.pcap").to_str().unwrap()]);
-    import(&["--data", data.to_str().unwrap(), pcap("http1_keepalive.pcap").to_str().unwrap()]);
+    import(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--identities",
+        ids.to_str().unwrap(),
+        pcap("cluster_mix.pcap").to_str().unwrap(),
+    ]);
+    import(&[
+        "--data",
+        data.to_str().unwrap(),
+        pcap("http1_keepalive.pcap").to_str().unwrap(),
+    ]);
     let server = Server::start(&data);
 
     let phases = std::fs::read_to_string(pcap("cluster_mix.phases.tsv")).unwrap();
@@ -27,34 +37,64 @@ fn cluster_phases_and_windows() {
         let (start, end) = (f[col("start")], f[col("end")]);
         let http = server.all("http", Some(start), Some(end)).len();
         let dns = server.all("dns", Some(start), Some(end)).len();
-        eprintln!("phase {}: http {http} (truth {}), dns {dns} (truth {})", f[0], f[col("http_requests")], f[col("dns_queries")]);
-        assert_eq!(http.to_string(), f[col("http_requests")], "phase {} HTTP", f[0]);
+        eprintln!(
+            "phase {}: http {http} (truth {}), dns {dns} (truth {})",
+            f[0],
+            f[col("http_requests")],
+            f[col("dns_queries")]
+        );
+        assert_eq!(
+            http.to_string(),
+            f[col("http_requests")],
+            "phase {} HTTP",
+            f[0]
+        );
         assert_eq!(dns.to_string(), f[col("dns_queries")], "phase {} DNS", f[0]);
     }
 
     // A window between two requests of http1_keepalive, from the truth's frame times.
     let base = first_packet_us(&pcap("http1_keepalive.pcap"));
-    let mut times: Vec<i64> = http_truth("http1_keepalive").iter().map(|r| base + (r.time_rel * 1e6).round() as i64).collect();
+    let mut times: Vec<i64> = http_truth("http1_keepalive")
+        .iter()
+        .map(|r| base + (r.time_rel * 1e6).round() as i64)
+        .collect();
     times.sort();
     let from_us = (times[4] + times[5]) / 2;
     let to_us = (times[19] + times[20]) / 2;
-    let want = times.iter().filter(|t| **t >= from_us && **t < to_us).count();
+    let want = times
+        .iter()
+        .filter(|t| **t >= from_us && **t < to_us)
+        .count();
     let fmt = |us: i64| chrono_like(us);
     let got = server.all("http", Some(&fmt(from_us)), Some(&fmt(to_us)));
     assert_eq!(got.len(), want, "entries with ts in [from, to)");
-    assert!(got.iter().all(|e| { let t = e["ts_us"].as_i64().unwrap(); t >= from_us && t < to_us }));
+    assert!(got.iter().all(|e| {
+        let t = e["ts_us"].as_i64().unwrap();
+        t >= from_us && t < to_us
+    }));
     // Inclusive start, exclusive end, to the microsecond.
     let exact = server.all("http", Some(&fmt(times[5])), Some(&fmt(times[6])));
-    assert_eq!(exact.len(), times.iter().filter(|t| **t >= times[5] && **t < times[6]).count());
+    assert_eq!(
+        exact.len(),
+        times
+            .iter()
+            .filter(|t| **t >= times[5] && **t < times[6])
+            .count()
+    );
 
     // Outside the data: nothing, and no file opened.
-    let (status, v) = server.get("/api/v1/entries?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z");
+    let (status, v) =
+        server.get("/api/v1/entries?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z");
     assert_eq!(status, 200);
     assert_eq!(v["entries"].as_array().unwrap().len(), 0);
     assert_eq!(v["stats"]["files_scanned"], 0, "{v}");
     assert!(v["stats"]["files_pruned"].as_u64().unwrap() >= 2);
     let (_, v) = server.get("/api/v1/entries?from=1795576364000&to=1795576365000");
-    assert_eq!(v["stats"]["files_scanned"], 1, "only the cluster_mix file overlaps: {}", v["stats"]);
+    assert_eq!(
+        v["stats"]["files_scanned"], 1,
+        "only the cluster_mix file overlaps: {}",
+        v["stats"]
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -77,5 +117,10 @@ fn chrono_like(us: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -9,15 +9,36 @@ use common::*;
 
 /// Makes `module` importable with pip if needed; `None` (after printing why) if it cannot be had.
 fn python_module(module: &str, package: &str) -> Option<()> {
-    let have = |m: &str| Command::new("python3").args(["-c", &format!("import {m}")]).output().map(|o| o.status.success()).unwrap_or(false);
+    let have = |m: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {m}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
     if have(module) {
         return Some(());
     }
-    let install = Command::new("python3").args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", package]).output();
+    let install = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            package,
+        ])
+        .output();
     match install {
         Ok(o) if o.status.success() && have(module) => Some(()),
         Ok(o) => {
-            eprintln!("SKIP: cannot install {package} with pip: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
+            eprintln!(
+                "SKIP: cannot install {package} with pip: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
             None
         }
         Err(e) => {
@@ -36,7 +57,14 @@ fn parquet_files_open_in_pyarrow_and_duckdb() {
     }
     let dir = temp_dir("interop");
     let data = dir.join("data");
-    let s = import(&["--data", data.to_str().unwrap(), "--identities", pcap("cluster_mix.identities.json").to_str().unwrap(), pcap("cluster_mix.pcap").to_str().unwrap(), pcap("http1_gzip.pcap").to_str().unwrap()]);
+    let s = import(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--identities",
+        pcap("cluster_mix.identities.json").to_str().unwrap(),
+        pcap("cluster_mix.pcap").to_str().unwrap(),
+        pcap("http1_gzip.pcap").to_str().unwrap(),
+    ]);
     let rows = s["acked_entries"].as_u64().unwrap();
     let glob = format!("{}/entries/*/*/*.parquet", data.display());
 
@@ -57,19 +85,41 @@ assert md.row_group(0).column(0).statistics is not None
 print("ok")
 "#
         );
-        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "pyarrow: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
-        assert_eq!(stdout.lines().next().unwrap().trim(), rows.to_string(), "pyarrow row count");
+        assert!(
+            out.status.success(),
+            "pyarrow: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout.lines().next().unwrap().trim(),
+            rows.to_string(),
+            "pyarrow row count"
+        );
     }
     if python_module("duckdb", "duckdb").is_some() {
         let script = format!(
             "import duckdb; c = duckdb.connect(); print(c.execute(\"select count(*), count(distinct id), sum(case when protocol = 'http' then 1 else 0 end) from read_parquet('{glob}', hive_partitioning=true)\").fetchone())"
         );
-        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-        assert!(out.status.success(), "duckdb: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "duckdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let http = 602 + 4;
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("({rows}, {rows}, {http})"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("({rows}, {rows}, {http})")
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

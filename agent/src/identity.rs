@@ -31,12 +31,18 @@ impl IdentityMap {
     /// Reads a JSON object `{"10.0.0.1": {"pod": …, "namespace": …, "service": …,
     /// "workload": …, "node": …, "name": …}, …}`; null or missing fields are fine.
     pub fn load(path: &Path) -> Result<Self, AgentError> {
-        let err = |reason: String| AgentError::Identities { path: path.to_path_buf(), reason };
+        let err = |reason: String| AgentError::Identities {
+            path: path.to_path_buf(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let raw: HashMap<String, FileEntry> = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let raw: HashMap<String, FileEntry> =
+            serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
         let mut by_ip = HashMap::new();
         for (ip, f) in raw {
-            let addr: IpAddr = ip.parse().map_err(|_| err(format!("{ip:?} is not an IP address")))?;
+            let addr: IpAddr = ip
+                .parse()
+                .map_err(|_| err(format!("{ip:?} is not an IP address")))?;
             let name = f
                 .name
                 .clone()
@@ -46,7 +52,14 @@ impl IdentityMap {
                 .unwrap_or_else(|| ip.clone());
             by_ip.insert(
                 addr,
-                Identity { name, namespace: f.namespace, pod: f.pod, service: f.service, workload: f.workload, node: f.node },
+                Identity {
+                    name,
+                    namespace: f.namespace,
+                    pod: f.pod,
+                    service: f.service,
+                    workload: f.workload,
+                    node: f.node,
+                },
             );
         }
         Ok(IdentityMap { by_ip })
@@ -61,7 +74,10 @@ impl IdentityMap {
     }
 
     pub fn resolve(&self, ip: &IpAddr) -> Identity {
-        self.by_ip.get(ip).cloned().unwrap_or_else(|| Identity { name: ip.to_string(), ..Default::default() })
+        self.by_ip.get(ip).cloned().unwrap_or_else(|| Identity {
+            name: ip.to_string(),
+            ..Default::default()
+        })
     }
 }
 
@@ -71,7 +87,8 @@ mod tests {
 
     #[test]
     fn loads_the_corpus_identity_map() {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/pcaps/cluster_mix.identities.json");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/corpus/pcaps/cluster_mix.identities.json");
         if !p.exists() {
             eprintln!("SKIP: {} not found", p.display());
             return;

@@ -116,7 +116,9 @@ impl Pipeline {
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
             .unwrap_or(0);
         Pipeline {
-            dissect: DissectConfig { body_cap: config.body_cap },
+            dissect: DissectConfig {
+                body_cap: config.body_cap,
+            },
             config,
             dissectors: registry(),
             flows: HashMap::new(),
@@ -177,7 +179,13 @@ impl Pipeline {
         let mut flow = self.flows.remove(&k).expect("inserted above");
         flow.last_ts = ts;
         let closed = match seg.transport {
-            Transport::Tcp { seq, syn, ack, fin, rst } => {
+            Transport::Tcp {
+                seq,
+                syn,
+                ack,
+                fin,
+                rst,
+            } => {
                 if syn {
                     flow.halves[side].syn(seq);
                     if flow.client.is_none() {
@@ -237,7 +245,12 @@ impl Pipeline {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(k) = self.flows.iter().min_by_key(|(_, f)| f.last_ts).map(|(k, _)| *k) {
+        if let Some(k) = self
+            .flows
+            .iter()
+            .min_by_key(|(_, f)| f.last_ts)
+            .map(|(k, _)| *k)
+        {
             self.stats.evicted_flows += 1;
             if let Some(f) = self.flows.remove(&k) {
                 self.end_flow(f);
@@ -312,7 +325,9 @@ impl Pipeline {
 
     /// Offers the first bytes of each direction to every dissector.
     fn probe(&mut self, flow: &mut Flow) {
-        let State::Probing(pending) = &flow.state else { return };
+        let State::Probing(pending) = &flow.state else {
+            return;
+        };
         let mut by_side: [Vec<u8>; 2] = Default::default();
         for (s, _, d) in pending {
             by_side[*s].extend_from_slice(d);
@@ -344,11 +359,19 @@ impl Pipeline {
                 // The SYN, when captured, is the better witness of who the client is.
                 let client = *flow.client.get_or_insert(client);
                 let parser = self.dissectors[i].new_stream(&self.dissect);
-                let State::Probing(pending) = std::mem::replace(&mut flow.state, State::Parsing(parser)) else { return };
+                let State::Probing(pending) =
+                    std::mem::replace(&mut flow.state, State::Parsing(parser))
+                else {
+                    return;
+                };
                 let mut out = Vec::new();
                 if let State::Parsing(p) = &mut flow.state {
                     for (side, ts, data) in pending {
-                        let dir = if side == client { Dir::Request } else { Dir::Response };
+                        let dir = if side == client {
+                            Dir::Request
+                        } else {
+                            Dir::Response
+                        };
                         p.data(dir, ts, &data, &mut out);
                     }
                 }
@@ -364,10 +387,12 @@ impl Pipeline {
 
     fn datagram(&mut self, flow: &mut Flow, side: usize, ts: i64, data: &[u8]) {
         if let State::Probing(_) = flow.state {
-            let found = self.dissectors.iter().enumerate().find_map(|(i, d)| match d.probe_datagram(data) {
-                Probe::Client => Some((i, side)),
-                Probe::Server => Some((i, 1 - side)),
-                _ => None,
+            let found = self.dissectors.iter().enumerate().find_map(|(i, d)| {
+                match d.probe_datagram(data) {
+                    Probe::Client => Some((i, side)),
+                    Probe::Server => Some((i, 1 - side)),
+                    _ => None,
+                }
             });
             match found {
                 Some((i, client)) => {
@@ -401,8 +426,16 @@ impl Pipeline {
             e.id = EntryId::new(e.ts_us, &self.config.node, self.seq);
             e.node.clone_from(&self.config.node);
             e.capture.clone_from(&self.config.capture);
-            e.src = Endpoint { ip: c.0.to_string(), port: c.1, identity: self.config.identities.resolve(&c.0) };
-            e.dst = Endpoint { ip: s.0.to_string(), port: s.1, identity: self.config.identities.resolve(&s.0) };
+            e.src = Endpoint {
+                ip: c.0.to_string(),
+                port: c.1,
+                identity: self.config.identities.resolve(&c.0),
+            };
+            e.dst = Endpoint {
+                ip: s.0.to_string(),
+                port: s.1,
+                identity: self.config.identities.resolve(&s.0),
+            };
             *self.stats.entries.entry(e.protocol.clone()).or_default() += 1;
             self.out.push(e);
         }

@@ -102,7 +102,9 @@ impl TcpHalf {
     fn drain(&mut self, out: &mut impl FnMut(Delivery)) {
         loop {
             let next = self.next_off();
-            let Some(entry) = self.ooo.first_entry() else { break };
+            let Some(entry) = self.ooo.first_entry() else {
+                break;
+            };
             let start = *entry.key();
             if start > next {
                 break;
@@ -163,7 +165,16 @@ mod tests {
     fn reorders_and_trims_retransmissions() {
         let mut h = TcpHalf::default();
         h.syn(99);
-        let (got, gaps) = run(&mut h, &[(106, b"world"), (100, b"hello "), (100, b"hello "), (103, b"lo wo"), (111, b"!")]);
+        let (got, gaps) = run(
+            &mut h,
+            &[
+                (106, b"world"),
+                (100, b"hello "),
+                (100, b"hello "),
+                (103, b"lo wo"),
+                (111, b"!"),
+            ],
+        );
         assert_eq!(got, b"hello world!");
         assert_eq!(gaps, 0);
         assert!(h.duplicate_bytes >= 11);
@@ -182,7 +193,14 @@ mod tests {
     fn survives_sequence_wraparound_and_missing_syn() {
         let mut h = TcpHalf::default();
         let start = u32::MAX - 2;
-        let (got, _) = run(&mut h, &[(start, b"abc"), (start.wrapping_add(3), b"def"), (start.wrapping_add(6), b"g")]);
+        let (got, _) = run(
+            &mut h,
+            &[
+                (start, b"abc"),
+                (start.wrapping_add(3), b"def"),
+                (start.wrapping_add(6), b"g"),
+            ],
+        );
         assert_eq!(got, b"abcdefg");
     }
 

@@ -13,7 +13,11 @@ fn corpus() -> PathBuf {
 }
 
 fn run(name: &str, body_cap: usize) -> (Vec<Entry>, wiretrail_agent::PipelineStats) {
-    let mut p = Pipeline::new(PipelineConfig { node: "t".into(), body_cap, ..Default::default() });
+    let mut p = Pipeline::new(PipelineConfig {
+        node: "t".into(),
+        body_cap,
+        ..Default::default()
+    });
     let mut r = CaptureReader::open(&corpus().join("pcaps").join(name)).unwrap();
     let mut out = Vec::new();
     while let Some(pkt) = r.next_packet().unwrap() {
@@ -27,25 +31,40 @@ fn run(name: &str, body_cap: usize) -> (Vec<Entry>, wiretrail_agent::PipelineSta
 
 /// Rows of a truth TSV as column → value maps.
 fn truth(name: &str) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(corpus().join("truth").join(format!("{name}.fields.tsv"))).unwrap();
+    let text =
+        std::fs::read_to_string(corpus().join("truth").join(format!("{name}.fields.tsv"))).unwrap();
     let mut lines = text.lines();
     let cols: Vec<&str> = lines.next().unwrap().split('\t').collect();
     lines
-        .map(|l| cols.iter().zip(l.split('\t')).map(|(c, v)| (c.to_string(), v.to_string())).collect())
+        .map(|l| {
+            cols.iter()
+                .zip(l.split('\t'))
+                .map(|(c, v)| (c.to_string(), v.to_string()))
+                .collect()
+        })
         .collect()
 }
 
 fn split(v: &str) -> Vec<String> {
-    if v.is_empty() { vec![] } else { v.split('|').map(str::to_string).collect() }
+    if v.is_empty() {
+        vec![]
+    } else {
+        v.split('|').map(str::to_string).collect()
+    }
 }
 
-/// (tcp stream, method, uri) of every HTTP request tshark saw, and every final status per stream.
-fn http_truth(name: &str) -> (Vec<(String, String, String)>, BTreeMap<String, Vec<i32>>) {
+/// (tcp stream, method, uri) per request; final statuses per stream.
+type HttpTruth = (Vec<(String, String, String)>, BTreeMap<String, Vec<i32>>);
+
+fn http_truth(name: &str) -> HttpTruth {
     let mut reqs = Vec::new();
     let mut statuses: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for row in truth(name) {
         let stream = row["tcp.stream"].clone();
-        for (m, u) in split(&row["http.request.method"]).into_iter().zip(split(&row["http.request.uri"])) {
+        for (m, u) in split(&row["http.request.method"])
+            .into_iter()
+            .zip(split(&row["http.request.uri"]))
+        {
             reqs.push((stream.clone(), m, u));
         }
         for c in split(&row["http.response.code"]) {
@@ -64,20 +83,51 @@ fn http1_captures_match_tshark() {
         eprintln!("SKIP: corpus not found at {}", corpus().display());
         return;
     }
-    eprintln!("{:<28} {:>8} {:>8} {:>9} {:>9}", "capture", "truth", "entries", "statuses", "errors");
-    for name in ["http1_keepalive", "http1_chunked", "http1_gzip", "http1_large_bodies", "http1_pipelining", "graphql_http"] {
+    eprintln!(
+        "{:<28} {:>8} {:>8} {:>9} {:>9}",
+        "capture", "truth", "entries", "statuses", "errors"
+    );
+    for name in [
+        "http1_keepalive",
+        "http1_chunked",
+        "http1_gzip",
+        "http1_large_bodies",
+        "http1_pipelining",
+        "graphql_http",
+    ] {
         let (entries, stats) = run(&format!("{name}.pcap"), 64 * 1024);
         let (reqs, statuses) = http_truth(name);
-        let http: Vec<&Entry> = entries.iter().filter(|e| e.protocol == "http" && e.method.is_some()).collect();
-        eprintln!("{:<28} {:>8} {:>8} {:>9} {:>9}", name, reqs.len(), http.len(), statuses.values().map(Vec::len).sum::<usize>(), stats.dissect_errors);
+        let http: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.protocol == "http" && e.method.is_some())
+            .collect();
+        eprintln!(
+            "{:<28} {:>8} {:>8} {:>9} {:>9}",
+            name,
+            reqs.len(),
+            http.len(),
+            statuses.values().map(Vec::len).sum::<usize>(),
+            stats.dissect_errors
+        );
         assert_eq!(http.len(), reqs.len(), "{name}: one entry per request");
         // Per client connection, in order: same methods and targets as tshark.
         let mut ours: BTreeMap<u16, Vec<(String, String, Option<i32>)>> = BTreeMap::new();
         for e in &http {
-            ours.entry(e.src.port).or_default().push((e.method.clone().unwrap(), e.path.clone().unwrap_or_default(), e.status));
+            ours.entry(e.src.port).or_default().push((
+                e.method.clone().unwrap(),
+                e.path.clone().unwrap_or_default(),
+                e.status,
+            ));
         }
-        let mut got: Vec<(String, String)> = ours.values().flatten().map(|(m, p, _)| (m.clone(), p.clone())).collect();
-        let mut want: Vec<(String, String)> = reqs.iter().map(|(_, m, u)| (m.clone(), u.clone())).collect();
+        let mut got: Vec<(String, String)> = ours
+            .values()
+            .flatten()
+            .map(|(m, p, _)| (m.clone(), p.clone()))
+            .collect();
+        let mut want: Vec<(String, String)> = reqs
+            .iter()
+            .map(|(_, m, u)| (m.clone(), u.clone()))
+            .collect();
         got.sort();
         want.sort();
         assert_eq!(got, want, "{name}: methods and targets");
@@ -99,11 +149,24 @@ fn pipelined_requests_pair_in_order() {
     let (reqs, statuses) = http_truth("http1_pipelining");
     // For each stream, tshark's responses in order pair with its requests in order.
     for (stream, codes) in statuses {
-        let paths: Vec<&String> = reqs.iter().filter(|(s, _, _)| *s == stream).map(|(_, _, u)| u).collect();
-        let port = entries.iter().find(|e| Some(e.path.as_ref().unwrap()) == paths.first().copied()).map(|e| e.src.port);
-        let mut ours: Vec<&Entry> = entries.iter().filter(|e| Some(e.src.port) == port).collect();
+        let paths: Vec<&String> = reqs
+            .iter()
+            .filter(|(s, _, _)| *s == stream)
+            .map(|(_, _, u)| u)
+            .collect();
+        let port = entries
+            .iter()
+            .find(|e| Some(e.path.as_ref().unwrap()) == paths.first().copied())
+            .map(|e| e.src.port);
+        let mut ours: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| Some(e.src.port) == port)
+            .collect();
         ours.sort_by_key(|e| e.ts_us);
-        let got: Vec<(String, i32)> = ours.iter().map(|e| (e.path.clone().unwrap(), e.status.unwrap_or(0))).collect();
+        let got: Vec<(String, i32)> = ours
+            .iter()
+            .map(|e| (e.path.clone().unwrap(), e.status.unwrap_or(0)))
+            .collect();
         let want: Vec<(String, i32)> = paths.iter().map(|p| p.to_string()).zip(codes).collect();
         assert_eq!(got, want, "stream {stream}");
     }
@@ -120,7 +183,10 @@ fn dns_matches_tshark() {
         let mut want = Vec::new();
         for row in truth(name) {
             if row["dns.flags.response"] == "1" {
-                let q = split(&row["dns.qry.name"]).first().cloned().unwrap_or_default();
+                let q = split(&row["dns.qry.name"])
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
                 want.push((q, row["dns.flags.rcode"].parse::<i32>().unwrap_or(-1)));
             }
         }
@@ -129,7 +195,10 @@ fn dns_matches_tshark() {
             .filter(|e| e.protocol == "dns")
             .map(|e| (e.path.clone().unwrap_or_default(), e.status.unwrap_or(-1)))
             .collect();
-        assert!(entries.iter().all(|e| e.elapsed_us.is_some()), "{name}: every query answered");
+        assert!(
+            entries.iter().all(|e| e.elapsed_us.is_some()),
+            "{name}: every query answered"
+        );
         got.sort();
         want.sort();
         assert_eq!(got, want, "{name}: query names and rcodes");
@@ -143,7 +212,11 @@ fn cluster_mix_http_and_dns_with_identities() {
         return;
     }
     let ids = IdentityMap::load(&corpus().join("pcaps/cluster_mix.identities.json")).unwrap();
-    let mut p = Pipeline::new(PipelineConfig { node: "node-a".into(), identities: ids, ..Default::default() });
+    let mut p = Pipeline::new(PipelineConfig {
+        node: "node-a".into(),
+        identities: ids,
+        ..Default::default()
+    });
     let mut r = CaptureReader::open(&corpus().join("pcaps/cluster_mix.pcap")).unwrap();
     while let Some(pkt) = r.next_packet().unwrap() {
         p.packet(pkt.ts_us, pkt.link, &pkt.data);
@@ -152,13 +225,18 @@ fn cluster_mix_http_and_dns_with_identities() {
     let entries = p.take_entries();
     let http = entries.iter().filter(|e| e.protocol == "http").count();
     let dns = entries.iter().filter(|e| e.protocol == "dns").count();
-    assert_eq!((http, dns), (602, 111), "corpus README: 602 HTTP pairs, 111 DNS queries");
+    assert_eq!(
+        (http, dns),
+        (602, 111),
+        "corpus README: 602 HTTP pairs, 111 DNS queries"
+    );
     let token = entries
         .iter()
         .filter(|e| {
-            e.request_headers
-                .as_ref()
-                .is_some_and(|h| h.iter().any(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.starts_with("Token")))
+            e.request_headers.as_ref().is_some_and(|h| {
+                h.iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.starts_with("Token"))
+            })
         })
         .count();
     assert_eq!(token, 112);
@@ -174,7 +252,12 @@ fn gzip_and_chunked_bodies_match_tshark_objects() {
     }
     for name in ["http1_gzip", "http1_chunked"] {
         let (entries, _) = run(&format!("{name}.pcap"), 16 << 20);
-        let text = std::fs::read_to_string(corpus().join("truth").join(format!("{name}.http_objects.tsv"))).unwrap();
+        let text = std::fs::read_to_string(
+            corpus()
+                .join("truth")
+                .join(format!("{name}.http_objects.tsv")),
+        )
+        .unwrap();
         let hashes: Vec<String> = entries
             .iter()
             .flat_map(|e| [&e.request_body, &e.response_body])
@@ -183,12 +266,20 @@ fn gzip_and_chunked_bodies_match_tshark_objects() {
             .collect();
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split('\t').collect();
-            assert!(hashes.iter().any(|h| h == cols[2]), "{name}: object {} ({} bytes) decoded", cols[0], cols[1]);
+            assert!(
+                hashes.iter().any(|h| h == cols[2]),
+                "{name}: object {} ({} bytes) decoded",
+                cols[0],
+                cols[1]
+            );
         }
     }
 }
 
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -54,11 +54,17 @@ fn client_err(e: impl std::fmt::Display) -> IngestError {
 
 /// Encodes one batch as Flight messages: schema, dictionaries, then the record batch, every
 /// message carrying the batch's sequence number (LZ4-compressed Arrow IPC).
-async fn encode(agent_id: &str, seq: u64, batch: &RecordBatch) -> Result<Vec<FlightData>, IngestError> {
+async fn encode(
+    agent_id: &str,
+    seq: u64,
+    batch: &RecordBatch,
+) -> Result<Vec<FlightData>, IngestError> {
     let options = IpcWriteOptions::default()
         .try_with_compression(Some(CompressionType::LZ4_FRAME))
         .map_err(IngestError::Arrow)?;
-    let header = PutHeader { agent_id: agent_id.to_string() };
+    let header = PutHeader {
+        agent_id: agent_id.to_string(),
+    };
     let meta = BatchMeta { batch_seq: seq }.encode_to_vec();
     let stream = FlightDataEncoderBuilder::new()
         .with_options(options)
@@ -110,16 +116,24 @@ impl IngestClient {
 
     async fn write(&mut self, seq: u64, batch: &RecordBatch) -> Result<(), IngestError> {
         let msgs = encode(&self.agent_id, seq, batch).await?;
-        let s = self.stream.as_ref().ok_or_else(|| client_err("not connected"))?;
+        let s = self
+            .stream
+            .as_ref()
+            .ok_or_else(|| client_err("not connected"))?;
         for m in msgs {
-            s.tx.send(m).await.map_err(|_| client_err("stream closed by ingest"))?;
+            s.tx.send(m)
+                .await
+                .map_err(|_| client_err("stream closed by ingest"))?;
         }
         Ok(())
     }
 
     /// Waits for the oldest unacknowledged batch's acknowledgement.
     async fn read_ack(&mut self) -> Result<(), IngestError> {
-        let s = self.stream.as_mut().ok_or_else(|| client_err("not connected"))?;
+        let s = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| client_err("not connected"))?;
         let msg = s
             .acks
             .next()

@@ -56,36 +56,65 @@ impl FlightService for IngestFlightService {
     type DoActionStream = BoxStream<arrow_flight::Result>;
     type ListActionsStream = BoxStream<ActionType>;
 
-    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
         unsupported("Handshake")
     }
-    async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
         unsupported("ListFlights")
     }
-    async fn get_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         unsupported("GetFlightInfo")
     }
-    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
         unsupported("PollFlightInfo")
     }
-    async fn get_schema(&self, _: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
         unsupported("GetSchema")
     }
     async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         unsupported("DoGet")
     }
-    async fn do_exchange(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
         unsupported("DoExchange")
     }
-    async fn do_action(&self, _: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         unsupported("DoAction")
     }
-    async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
         unsupported("ListActions")
     }
 
-    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        let input = request.into_inner().map_err(|e| FlightError::Tonic(Box::new(e)));
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        let input = request
+            .into_inner()
+            .map_err(|e| FlightError::Tonic(Box::new(e)));
         let mut decoder = FlightDataDecoder::new(input);
         let ingest = self.ingest.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<PutResult, Status>>(64);
@@ -93,14 +122,19 @@ impl FlightService for IngestFlightService {
             let mut agent: Option<String> = None;
             while let Some(msg) = decoder.next().await {
                 let res: Result<Option<PutResult>, Status> = async {
-                    let msg = msg.map_err(|e| Status::invalid_argument(format!("bad Flight data: {e}")))?;
+                    let msg =
+                        msg.map_err(|e| Status::invalid_argument(format!("bad Flight data: {e}")))?;
                     if agent.is_none() {
                         if let Some(desc) = &msg.inner.flight_descriptor {
                             let h = PutHeader::decode(desc.cmd.as_ref()).map_err(|e| {
-                                Status::invalid_argument(format!("descriptor cmd is not a PutHeader: {e}"))
+                                Status::invalid_argument(format!(
+                                    "descriptor cmd is not a PutHeader: {e}"
+                                ))
                             })?;
                             if h.agent_id.is_empty() {
-                                return Err(Status::invalid_argument("PutHeader.agent_id is empty"));
+                                return Err(Status::invalid_argument(
+                                    "PutHeader.agent_id is empty",
+                                ));
                             }
                             agent = Some(h.agent_id);
                         }
@@ -109,13 +143,17 @@ impl FlightService for IngestFlightService {
                         return Ok(None);
                     };
                     let agent = agent.as_deref().ok_or_else(|| {
-                        Status::invalid_argument("the first message must carry a FlightDescriptor with a PutHeader")
+                        Status::invalid_argument(
+                            "the first message must carry a FlightDescriptor with a PutHeader",
+                        )
                     })?;
                     let meta = BatchMeta::decode(msg.inner.app_metadata.as_ref()).map_err(|e| {
                         Status::invalid_argument(format!("app_metadata is not a BatchMeta: {e}"))
                     })?;
                     if meta.batch_seq == 0 {
-                        return Err(Status::invalid_argument("BatchMeta.batch_seq must start at 1"));
+                        return Err(Status::invalid_argument(
+                            "BatchMeta.batch_seq must start at 1",
+                        ));
                     }
                     let done = ingest.append(agent, meta.batch_seq, batch).await?;
                     let ack = BatchAck {
@@ -123,7 +161,9 @@ impl FlightService for IngestFlightService {
                         duplicate: done.duplicate,
                         rows: done.rows as u32,
                     };
-                    Ok(Some(PutResult { app_metadata: ack.encode_to_vec().into() }))
+                    Ok(Some(PutResult {
+                        app_metadata: ack.encode_to_vec().into(),
+                    }))
                 }
                 .await;
                 match res {

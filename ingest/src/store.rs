@@ -85,7 +85,10 @@ pub struct Ingest {
 
 impl Ingest {
     /// Opens (or creates) a data directory: takes its lock, opens the catalog and replays the WAL.
-    pub async fn open(root: impl Into<std::path::PathBuf>, config: IngestConfig) -> Result<Arc<Self>, IngestError> {
+    pub async fn open(
+        root: impl Into<std::path::PathBuf>,
+        config: IngestConfig,
+    ) -> Result<Arc<Self>, IngestError> {
         let dir = DataDir::new(root);
         let lock = DataDirLock::acquire(&dir)?;
         let catalog = Arc::new(Catalog::open(&dir.index())?);
@@ -104,8 +107,13 @@ impl Ingest {
             buffer.push(Buffered::new(r.segment, r.agent, r.seq, r.batch));
         }
         if stats.records > 0 || stats.torn_bytes > 0 {
-            tracing::info!(segments = stats.segments, records = stats.records, rows = replayed,
-                torn_bytes = stats.torn_bytes, "replayed write-ahead log");
+            tracing::info!(
+                segments = stats.segments,
+                records = stats.records,
+                rows = replayed,
+                torn_bytes = stats.torn_bytes,
+                "replayed write-ahead log"
+            );
         }
         if buffer.rows() == 0 && stats.segments > 0 {
             // Everything in the old segments is already in Parquet (or they are empty).
@@ -125,7 +133,10 @@ impl Ingest {
             counters: IngestCounters::default(),
             _lock: lock,
         });
-        ingest.counters.wal_torn_bytes.store(stats.torn_bytes, Ordering::Relaxed);
+        ingest
+            .counters
+            .wal_torn_bytes
+            .store(stats.torn_bytes, Ordering::Relaxed);
         Ok(ingest)
     }
 
@@ -139,7 +150,12 @@ impl Ingest {
 
     /// Stores a batch durably. Returns once it is fsynced in the WAL and queryable; a batch whose
     /// `(agent, seq)` was stored before is acknowledged again but not stored twice.
-    pub async fn append(&self, agent: &str, seq: u64, batch: RecordBatch) -> Result<Appended, IngestError> {
+    pub async fn append(
+        &self,
+        agent: &str,
+        seq: u64,
+        batch: RecordBatch,
+    ) -> Result<Appended, IngestError> {
         check_schema(&batch.schema()).map_err(|e| IngestError::BadBatch {
             agent: agent.to_string(),
             reason: e.to_string(),
@@ -149,7 +165,10 @@ impl Ingest {
         let mut seqs = self.seqs.lock().await;
         if seqs.get(agent).is_some_and(|last| *last >= seq) {
             self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok(Appended { rows, duplicate: true });
+            return Ok(Appended {
+                rows,
+                duplicate: true,
+            });
         }
         let payload = wal::encode(agent, seq, &batch)?;
         let segment = self.wal.append(payload).await?;
@@ -164,7 +183,10 @@ impl Ingest {
         if full {
             self.flush_wanted.notify_one();
         }
-        Ok(Appended { rows, duplicate: false })
+        Ok(Appended {
+            rows,
+            duplicate: false,
+        })
     }
 
     /// Moves every buffered row into Parquet files, registers them, then deletes the WAL
@@ -181,7 +203,11 @@ impl Ingest {
             return Ok(0);
         }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let (dir, catalog, settings) = (self.dir.clone(), self.catalog.clone(), self.config.parquet.clone());
+        let (dir, catalog, settings) = (
+            self.dir.clone(),
+            self.catalog.clone(),
+            self.config.parquet.clone(),
+        );
         let files = tokio::task::spawn_blocking(move || {
             wiretrail_storage::write_partitioned(&dir, &catalog, &batches, &settings)
         })
@@ -194,7 +220,9 @@ impl Ingest {
         }
         self.wal.delete_up_to(closed).await?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        self.counters.files_written.fetch_add(files.len() as u64, Ordering::Relaxed);
+        self.counters
+            .files_written
+            .fetch_add(files.len() as u64, Ordering::Relaxed);
         tracing::info!(rows, files = files.len(), "flushed buffer to Parquet");
         Ok(rows)
     }

@@ -21,8 +21,22 @@ fn batch(start: i64, n: usize) -> RecordBatch {
     for i in 0..n {
         let ts = start + i as i64 * 1_000;
         let mut e = Entry::new(EntryId::new(ts, "n", i as u32), ts, "n", "http", "pcap");
-        e.src = Endpoint { ip: "10.0.0.1".into(), port: 40000, identity: Identity { name: "a".into(), ..Default::default() } };
-        e.dst = Endpoint { ip: "10.0.0.2".into(), port: 80, identity: Identity { name: "b".into(), ..Default::default() } };
+        e.src = Endpoint {
+            ip: "10.0.0.1".into(),
+            port: 40000,
+            identity: Identity {
+                name: "a".into(),
+                ..Default::default()
+            },
+        };
+        e.dst = Endpoint {
+            ip: "10.0.0.2".into(),
+            port: 80,
+            identity: Identity {
+                name: "b".into(),
+                ..Default::default()
+            },
+        };
         e.method = Some("GET".into());
         e.path = Some(format!("/item/{i}"));
         e.status = Some(200);
@@ -32,10 +46,18 @@ fn batch(start: i64, n: usize) -> RecordBatch {
 }
 
 /// A Flight server on loopback; dropping the returned sender stops it.
-async fn serve(ingest: Arc<Ingest>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+async fn serve(
+    ingest: Arc<Ingest>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let incoming = futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+    let incoming = futures::stream::unfold(listener, |l| async move {
+        Some((l.accept().await.map(|(s, _)| s), l))
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -68,9 +90,16 @@ async fn acked_batches_survive_restart_exactly_once() {
         }
         let stats = c.finish().await.unwrap();
         assert_eq!(stats.acked_rows, 4000);
-        assert_eq!(rows_in(&ingest).await, 4000, "acked rows are queryable before any flush");
+        assert_eq!(
+            rows_in(&ingest).await,
+            4000,
+            "acked rows are queryable before any flush"
+        );
         // A second data-dir owner is refused while this one is open.
-        let err = Ingest::open(&dir, IngestConfig::default()).await.err().expect("lock held");
+        let err = Ingest::open(&dir, IngestConfig::default())
+            .await
+            .err()
+            .expect("lock held");
         assert!(err.to_string().contains("in use"), "{err}");
         // Half of it reaches Parquet; the rest stays in the WAL only. No flush at "crash".
         ingest.flush().await.unwrap();
@@ -92,13 +121,21 @@ async fn acked_batches_survive_restart_exactly_once() {
     // The lock is released by the kernel when the owner goes away; the WAL is replayed.
     let ingest = Ingest::open(&dir, IngestConfig::default()).await.unwrap();
     assert_eq!(rows_in(&ingest).await, 4050);
-    assert_eq!(ingest.buffered_rows().await, 50, "only agent-2's batch was still in the WAL");
+    assert_eq!(
+        ingest.buffered_rows().await,
+        50,
+        "only agent-2's batch was still in the WAL"
+    );
     ingest.flush().await.unwrap();
     assert_eq!(ingest.buffered_rows().await, 0);
     assert_eq!(rows_in(&ingest).await, 4050);
     let files = ingest.catalog().files().unwrap();
     for f in &files {
-        assert!(ingest.data_dir().entry_file(&f.path).is_file(), "{} exists", f.path);
+        assert!(
+            ingest.data_dir().entry_file(&f.path).is_file(),
+            "{} exists",
+            f.path
+        );
         assert!(f.path.starts_with("dt=2026-11-25/hh="), "{}", f.path);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -114,16 +151,32 @@ async fn torn_wal_tail_is_truncated_and_counted() {
     }
     // Cut the last record in half, as a crash in the middle of a write would.
     let wal = dir.join("wal");
-    let seg = std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let seg = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - 100).unwrap();
     drop(f);
     let ingest = Ingest::open(&dir, IngestConfig::default()).await.unwrap();
     assert_eq!(rows_in(&ingest).await, 10);
-    assert!(ingest.counters.wal_torn_bytes.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(
+        ingest
+            .counters
+            .wal_torn_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
     // The sender never got an ack for seq 2, so it resends it: stored once.
-    assert!(!ingest.append("a", 2, batch(2_000_000, 10)).await.unwrap().duplicate);
+    assert!(
+        !ingest
+            .append("a", 2, batch(2_000_000, 10))
+            .await
+            .unwrap()
+            .duplicate
+    );
     assert_eq!(rows_in(&ingest).await, 20);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -132,7 +185,9 @@ async fn torn_wal_tail_is_truncated_and_counted() {
 async fn rejects_batches_that_are_not_entries() {
     let dir = temp_dir("schema");
     let ingest = Ingest::open(&dir, IngestConfig::default()).await.unwrap();
-    let other = RecordBatch::try_from_iter([("x", Arc::new(arrow::array::Int32Array::from(vec![1])) as _)]).unwrap();
+    let other =
+        RecordBatch::try_from_iter([("x", Arc::new(arrow::array::Int32Array::from(vec![1])) as _)])
+            .unwrap();
     let err = ingest.append("a", 1, other).await.unwrap_err();
     assert!(err.to_string().contains("schema"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

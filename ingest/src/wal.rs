@@ -76,7 +76,10 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, IngestError> {
         let e = e.map_err(wal_err(dir))?;
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if let Some(id) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(id) = name
+            .strip_suffix(".wal")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             ids.push(id);
         }
     }
@@ -104,7 +107,9 @@ pub fn encode(agent: &str, seq: u64, batch: &RecordBatch) -> Result<Vec<u8>, Ing
 
 fn decode(segment: u64, payload: &[u8]) -> Option<WalRecord> {
     let agent_len = u16::from_le_bytes(payload.get(..2)?.try_into().ok()?) as usize;
-    let agent = std::str::from_utf8(payload.get(2..2 + agent_len)?).ok()?.to_string();
+    let agent = std::str::from_utf8(payload.get(2..2 + agent_len)?)
+        .ok()?
+        .to_string();
     let seq_at = 2 + agent_len;
     let seq = u64::from_le_bytes(payload.get(seq_at..seq_at + 8)?.try_into().ok()?);
     let mut reader = StreamReader::try_new(payload.get(seq_at + 8..)?, None).ok()?;
@@ -156,7 +161,10 @@ pub fn replay(dir: &Path) -> Result<(Vec<WalRecord>, ReplayStats), IngestError> 
             stats.torn_bytes += (data.len() - pos) as u64;
             tracing::warn!(segment = %path.display(), offset = pos, bytes = data.len() - pos,
                 "WAL: truncating a torn or corrupt tail (a crash during a write that was never acknowledged)");
-            let f = OpenOptions::new().write(true).open(&path).map_err(wal_err(&path))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(wal_err(&path))?;
             f.set_len(pos as u64).map_err(wal_err(&path))?;
             f.sync_all().map_err(wal_err(&path))?;
         }
@@ -178,7 +186,9 @@ impl Writer {
             .append(true)
             .open(&path)
             .map_err(wal_err(&path))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(wal_err(dir))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(wal_err(dir))?;
         Ok(Writer {
             dir: dir.to_path_buf(),
             id,
@@ -310,5 +320,7 @@ fn delete_up_to(dir: &Path, segment: u64) -> Result<(), IngestError> {
             std::fs::remove_file(&p).map_err(wal_err(&p))?;
         }
     }
-    File::open(dir).and_then(|d| d.sync_all()).map_err(wal_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(wal_err(dir))
 }

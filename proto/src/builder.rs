@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Int32Builder, Int64Builder,
-    MapBuilder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
-    UInt16Builder, UInt64Builder,
+    MapBuilder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder, UInt16Builder,
+    UInt64Builder,
 };
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
@@ -79,15 +79,21 @@ impl IdentityBuilders {
     }
 }
 
-fn append_headers(b: &mut MapBuilder<StringBuilder, StringBuilder>, h: Option<&[(String, String)]>) {
+fn append_headers(
+    b: &mut MapBuilder<StringBuilder, StringBuilder>,
+    h: Option<&[(String, String)]>,
+) {
     match h {
-        None => b.append(false).expect("map builder keys and values stay aligned"),
+        None => b
+            .append(false)
+            .expect("map builder keys and values stay aligned"),
         Some(h) => {
             for (k, v) in h {
                 b.keys().append_value(k);
                 b.values().append_value(v);
             }
-            b.append(true).expect("map builder keys and values stay aligned");
+            b.append(true)
+                .expect("map builder keys and values stay aligned");
         }
     }
 }
@@ -165,8 +171,10 @@ impl EntryBatchBuilder {
         append_headers(&mut self.response_headers, e.response_headers.as_deref());
         self.request_body.append_option(e.request_body.as_deref());
         self.response_body.append_option(e.response_body.as_deref());
-        self.request_body_truncated.append_value(e.request_body_truncated);
-        self.response_body_truncated.append_value(e.response_body_truncated);
+        self.request_body_truncated
+            .append_value(e.request_body_truncated);
+        self.response_body_truncated
+            .append_value(e.response_body_truncated);
         self.request.append_option(e.request.as_deref());
         self.response.append_option(e.response.as_deref());
     }
@@ -216,7 +224,14 @@ mod tests {
     #[test]
     fn builds_a_batch_with_the_entry_schema() {
         let mut e = Entry::new(EntryId::new(1, "n", 1), 1, "n", "http", "pcap");
-        e.src = Endpoint { ip: "10.0.0.1".into(), port: 1234, identity: Identity { name: "10.0.0.1".into(), ..Default::default() } };
+        e.src = Endpoint {
+            ip: "10.0.0.1".into(),
+            port: 1234,
+            identity: Identity {
+                name: "10.0.0.1".into(),
+                ..Default::default()
+            },
+        };
         e.request_headers = Some(vec![("Host".into(), "x".into())]);
         let mut b = EntryBatchBuilder::new();
         b.push(&e);

@@ -42,7 +42,9 @@ impl QueryError {
     /// The `error` object of an error response.
     pub fn body(&self) -> serde_json::Value {
         match self {
-            QueryError::Kfl(e) => serde_json::to_value(e).unwrap_or_else(|_| json!({"message": e.to_string()})),
+            QueryError::Kfl(e) => {
+                serde_json::to_value(e).unwrap_or_else(|_| json!({"message": e.to_string()}))
+            }
             other => json!({ "message": other.to_string() }),
         }
     }

@@ -2,7 +2,9 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, MapArray, RecordBatch, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType, UInt16Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Int32Type, Int64Type, TimestampMicrosecondType, UInt16Type, UInt64Type,
+};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use wiretrail_proto::schema::{self as s, IDENTITY_ATTRS};
@@ -14,9 +16,22 @@ use crate::time::format_ts;
 /// view returns (so listing never reads them from Parquet).
 pub fn list_columns() -> Vec<String> {
     let mut cols: Vec<String> = [
-        s::ID, s::TS, s::ELAPSED_US, s::NODE, s::PROTOCOL, s::CAPTURE, s::SRC_IP, s::DST_IP,
-        s::SRC_PORT, s::DST_PORT, s::METHOD, s::PATH, s::STATUS, s::STATUS_TEXT,
-        s::REQUEST_SIZE, s::RESPONSE_SIZE,
+        s::ID,
+        s::TS,
+        s::ELAPSED_US,
+        s::NODE,
+        s::PROTOCOL,
+        s::CAPTURE,
+        s::SRC_IP,
+        s::DST_IP,
+        s::SRC_PORT,
+        s::DST_PORT,
+        s::METHOD,
+        s::PATH,
+        s::STATUS,
+        s::STATUS_TEXT,
+        s::REQUEST_SIZE,
+        s::RESPONSE_SIZE,
     ]
     .iter()
     .map(|c| c.to_string())
@@ -38,13 +53,18 @@ struct Row<'a> {
 fn as_utf8(col: &ArrayRef) -> Option<StringArray> {
     match col.data_type() {
         DataType::Utf8 => Some(col.as_string::<i32>().clone()),
-        _ => cast(col, &DataType::Utf8).ok().map(|c| c.as_string::<i32>().clone()),
+        _ => cast(col, &DataType::Utf8)
+            .ok()
+            .map(|c| c.as_string::<i32>().clone()),
     }
 }
 
 impl<'a> Row<'a> {
     fn new(batch: &'a RecordBatch) -> Self {
-        Row { batch, strings: Default::default() }
+        Row {
+            batch,
+            strings: Default::default(),
+        }
     }
 
     fn col(&self, name: &str) -> Option<&ArrayRef> {
@@ -61,7 +81,11 @@ impl<'a> Row<'a> {
             }
         }
         let a = &self.strings[name];
-        if a.is_null(i) { Value::Null } else { Value::String(a.value(i).to_string()) }
+        if a.is_null(i) {
+            Value::Null
+        } else {
+            Value::String(a.value(i).to_string())
+        }
     }
 }
 
@@ -76,7 +100,9 @@ where
 }
 
 fn headers(batch: &RecordBatch, name: &str, i: usize) -> Value {
-    let Some(col) = batch.column_by_name(name) else { return Value::Null };
+    let Some(col) = batch.column_by_name(name) else {
+        return Value::Null;
+    };
     if col.is_null(i) {
         return Value::Null;
     }
@@ -92,7 +118,9 @@ fn headers(batch: &RecordBatch, name: &str, i: usize) -> Value {
 }
 
 fn body(batch: &RecordBatch, name: &str, truncated: &str, i: usize) -> Value {
-    let Some(col) = batch.column_by_name(name) else { return Value::Null };
+    let Some(col) = batch.column_by_name(name) else {
+        return Value::Null;
+    };
     if col.is_null(i) {
         return Value::Null;
     }
@@ -103,7 +131,10 @@ fn body(batch: &RecordBatch, name: &str, truncated: &str, i: usize) -> Value {
         .unwrap_or(false);
     let (encoding, data) = match std::str::from_utf8(bytes) {
         Ok(s) => ("utf8", s.to_string()),
-        Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Err(_) => (
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        ),
     };
     json!({"encoding": encoding, "data": data, "truncated": trunc, "size": bytes.len()})
 }
@@ -118,7 +149,9 @@ fn detail(row: &mut Row, name: &str, i: usize) -> Value {
 /// Converts every row of `batch` to an entry object; `full` adds headers, bodies and detail.
 pub fn batch_to_json(batch: &RecordBatch, full: bool) -> Vec<Value> {
     let mut row = Row::new(batch);
-    let ids = batch.column_by_name(s::ID).map(|c| c.as_fixed_size_binary().clone());
+    let ids = batch
+        .column_by_name(s::ID)
+        .map(|c| c.as_fixed_size_binary().clone());
     (0..batch.num_rows())
         .map(|i| {
             let mut o = Map::new();
@@ -130,19 +163,35 @@ pub fn batch_to_json(batch: &RecordBatch, full: bool) -> Vec<Value> {
             let ts = batch
                 .column_by_name(s::TS)
                 .map(|c| c.as_primitive::<TimestampMicrosecondType>().value(i));
-            o.insert("ts".into(), ts.map(|t| Value::String(format_ts(t))).unwrap_or(Value::Null));
+            o.insert(
+                "ts".into(),
+                ts.map(|t| Value::String(format_ts(t)))
+                    .unwrap_or(Value::Null),
+            );
             o.insert("ts_us".into(), ts.map(Value::from).unwrap_or(Value::Null));
             o.insert("protocol".into(), row.string(s::PROTOCOL, i));
             o.insert("method".into(), row.string(s::METHOD, i));
             o.insert("path".into(), row.string(s::PATH, i));
             o.insert("status".into(), num::<Int32Type>(batch, s::STATUS, i));
             o.insert("status_text".into(), row.string(s::STATUS_TEXT, i));
-            o.insert("elapsed_us".into(), num::<Int64Type>(batch, s::ELAPSED_US, i));
+            o.insert(
+                "elapsed_us".into(),
+                num::<Int64Type>(batch, s::ELAPSED_US, i),
+            );
             o.insert("node".into(), row.string(s::NODE, i));
             o.insert("capture".into(), row.string(s::CAPTURE, i));
-            o.insert("request_size".into(), num::<UInt64Type>(batch, s::REQUEST_SIZE, i));
-            o.insert("response_size".into(), num::<UInt64Type>(batch, s::RESPONSE_SIZE, i));
-            for (side, ip, port) in [("src", s::SRC_IP, s::SRC_PORT), ("dst", s::DST_IP, s::DST_PORT)] {
+            o.insert(
+                "request_size".into(),
+                num::<UInt64Type>(batch, s::REQUEST_SIZE, i),
+            );
+            o.insert(
+                "response_size".into(),
+                num::<UInt64Type>(batch, s::RESPONSE_SIZE, i),
+            );
+            for (side, ip, port) in [
+                ("src", s::SRC_IP, s::SRC_PORT),
+                ("dst", s::DST_IP, s::DST_PORT),
+            ] {
                 let mut e = Map::new();
                 e.insert("ip".into(), row.string(ip, i));
                 e.insert("port".into(), num::<UInt16Type>(batch, port, i));
@@ -152,10 +201,22 @@ pub fn batch_to_json(batch: &RecordBatch, full: bool) -> Vec<Value> {
                 o.insert(side.into(), Value::Object(e));
             }
             if full {
-                o.insert("request_headers".into(), headers(batch, s::REQUEST_HEADERS, i));
-                o.insert("response_headers".into(), headers(batch, s::RESPONSE_HEADERS, i));
-                o.insert("request_body".into(), body(batch, s::REQUEST_BODY, s::REQUEST_BODY_TRUNCATED, i));
-                o.insert("response_body".into(), body(batch, s::RESPONSE_BODY, s::RESPONSE_BODY_TRUNCATED, i));
+                o.insert(
+                    "request_headers".into(),
+                    headers(batch, s::REQUEST_HEADERS, i),
+                );
+                o.insert(
+                    "response_headers".into(),
+                    headers(batch, s::RESPONSE_HEADERS, i),
+                );
+                o.insert(
+                    "request_body".into(),
+                    body(batch, s::REQUEST_BODY, s::REQUEST_BODY_TRUNCATED, i),
+                );
+                o.insert(
+                    "response_body".into(),
+                    body(batch, s::RESPONSE_BODY, s::RESPONSE_BODY_TRUNCATED, i),
+                );
                 o.insert("request".into(), detail(&mut row, s::REQUEST, i));
                 o.insert("response".into(), detail(&mut row, s::RESPONSE, i));
             }

@@ -30,11 +30,18 @@ impl EntriesParams {
         let now = chrono::Utc::now().timestamp_micros();
         let limit = self
             .limit
-            .map(|l| l.parse::<usize>().map_err(|_| QueryError::BadRequest(format!("limit {l:?} is not a number"))))
+            .map(|l| {
+                l.parse::<usize>()
+                    .map_err(|_| QueryError::BadRequest(format!("limit {l:?} is not a number")))
+            })
             .transpose()?;
         Ok(EntriesRequest {
             kfl: self.kfl,
-            from: self.from.as_deref().map(|t| parse_time(t, now)).transpose()?,
+            from: self
+                .from
+                .as_deref()
+                .map(|t| parse_time(t, now))
+                .transpose()?,
             to: self.to.as_deref().map(|t| parse_time(t, now)).transpose()?,
             limit,
             cursor: self.cursor,
@@ -42,12 +49,18 @@ impl EntriesParams {
     }
 }
 
-async fn entries(State(svc): State<Arc<QueryService>>, Query(p): Query<EntriesParams>) -> Result<impl IntoResponse, QueryError> {
+async fn entries(
+    State(svc): State<Arc<QueryService>>,
+    Query(p): Query<EntriesParams>,
+) -> Result<impl IntoResponse, QueryError> {
     let page = svc.entries(&p.into_request()?).await?;
     Ok(Json(page))
 }
 
-async fn entry(State(svc): State<Arc<QueryService>>, Path(id): Path<String>) -> Result<impl IntoResponse, QueryError> {
+async fn entry(
+    State(svc): State<Arc<QueryService>>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, QueryError> {
     Ok(Json(svc.entry(&id).await?))
 }
 
@@ -60,7 +73,10 @@ pub struct ValidateParams {
 async fn validate(Query(p): Query<ValidateParams>) -> impl IntoResponse {
     match kfl::validate(&p.q) {
         Ok(()) => (StatusCode::OK, Json(json!({"ok": true}))),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"ok": false, "error": QueryError::Kfl(e).body()}))),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"ok": false, "error": QueryError::Kfl(e).body()})),
+        ),
     }
 }
 

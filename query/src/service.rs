@@ -51,7 +51,10 @@ pub struct QueryService {
 }
 
 fn ts_lit(us: i64) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())))
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(us),
+        Some("UTC".into()),
+    ))
 }
 
 fn id_lit(id: &EntryId) -> Expr {
@@ -66,7 +69,10 @@ fn encode_cursor(ts: i64, id: &EntryId) -> String {
 fn decode_cursor(c: &str) -> Result<(i64, EntryId), QueryError> {
     let bad = || QueryError::BadRequest("invalid cursor: pass next_cursor back unchanged".into());
     let (ts, id) = c.split_once('.').ok_or_else(bad)?;
-    Ok((ts.parse().map_err(|_| bad())?, EntryId::parse(id).map_err(|_| bad())?))
+    Ok((
+        ts.parse().map_err(|_| bad())?,
+        EntryId::parse(id).map_err(|_| bad())?,
+    ))
 }
 
 impl QueryService {
@@ -89,7 +95,9 @@ impl QueryService {
         let compiled = kfl::compile(&req.kfl, &KflOptions { now_ms })?;
         let mut limit = req.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
-            return Err(QueryError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+            return Err(QueryError::BadRequest(format!(
+                "limit must be between 1 and {MAX_LIMIT}"
+            )));
         }
         let kfl_cap = compiled.limit;
         if let Some(n) = kfl_cap {
@@ -104,7 +112,15 @@ impl QueryService {
         if let Some((cts, _)) = cursor {
             if kfl_cap.is_some() {
                 // limit(n) caps the whole result, which the first page already returned.
-                return Ok(EntriesPage { entries: vec![], next_cursor: None, stats: ScanStats { files_scanned: 0, files_pruned: 0, buffered_batches: 0 } });
+                return Ok(EntriesPage {
+                    entries: vec![],
+                    next_cursor: None,
+                    stats: ScanStats {
+                        files_scanned: 0,
+                        files_pruned: 0,
+                        buffered_batches: 0,
+                    },
+                });
             }
             to = to.min(cts.saturating_add(1));
         }
@@ -143,8 +159,12 @@ impl QueryService {
         let mut entries = Vec::with_capacity(limit + 1);
         let mut last: Option<(i64, EntryId)> = None;
         for b in &batches {
-            let ts = b.column_by_name(TS).map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-            let ids = b.column_by_name(ID).map(|c| c.as_fixed_size_binary().clone());
+            let ts = b
+                .column_by_name(TS)
+                .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
+            let ids = b
+                .column_by_name(ID)
+                .map(|c| c.as_fixed_size_binary().clone());
             for (i, v) in batch_to_json(b, false).into_iter().enumerate() {
                 if entries.len() == limit {
                     break;
@@ -157,9 +177,18 @@ impl QueryService {
                 entries.push(v);
             }
         }
-        let more = batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit && kfl_cap.is_none();
-        let next_cursor = if more { last.map(|(t, id)| encode_cursor(t, &id)) } else { None };
-        Ok(EntriesPage { entries, next_cursor, stats })
+        let more =
+            batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit && kfl_cap.is_none();
+        let next_cursor = if more {
+            last.map(|(t, id)| encode_cursor(t, &id))
+        } else {
+            None
+        };
+        Ok(EntriesPage {
+            entries,
+            next_cursor,
+            stats,
+        })
     }
 
     /// The full entry (headers, bodies, detail) with this id, if stored.

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DFSchema;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
@@ -57,7 +57,10 @@ impl TableProvider for EntriesTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Used for pruning and early filtering; DataFusion still applies them exactly above.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
@@ -83,21 +86,23 @@ impl TableProvider for EntriesTable {
             // One group per file up to the number of target partitions, so files are read in
             // parallel.
             let parts = state.config().target_partitions().max(1);
-            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(self.files.len())];
+            let mut groups: Vec<Vec<PartitionedFile>> =
+                vec![Vec::new(); parts.min(self.files.len())];
             for (i, (path, size)) in self.files.iter().enumerate() {
                 let n = groups.len();
                 groups[i % n].push(PartitionedFile::new(path.clone(), *size));
             }
-            let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                    .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
             inputs.push(DataSourceExec::from_data_source(config));
         }
         if !self.buffered.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(
-                &[self.buffered.clone()],
+                std::slice::from_ref(&self.buffered),
                 schema.clone(),
                 projection.cloned(),
             )?);

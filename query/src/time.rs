@@ -16,7 +16,8 @@ pub fn parse_time(s: &str, now_us: i64) -> Result<i64, QueryError> {
             .ok_or_else(|| QueryError::BadRequest(format!("time {s:?} is out of range")));
     }
     if let Some(rel) = s.strip_prefix('-') {
-        let (num, unit) = rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
+        let (num, unit) =
+            rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
         let n: i64 = num.parse().map_err(|_| bad_time(s))?;
         let unit_us: i64 = match unit {
             "s" => 1_000_000,
@@ -54,7 +55,10 @@ mod tests {
     fn reads_every_time_form() {
         let now = 1_795_576_364_269_324;
         assert_eq!(parse_time("2026-11-25T03:12:44.269324Z", 0).unwrap(), now);
-        assert_eq!(parse_time("1795576364269", 0).unwrap(), 1_795_576_364_269_000);
+        assert_eq!(
+            parse_time("1795576364269", 0).unwrap(),
+            1_795_576_364_269_000
+        );
         assert_eq!(parse_time("now", now).unwrap(), now);
         assert_eq!(parse_time("-15m", now).unwrap(), now - 900_000_000);
         assert!(parse_time("yesterday", now).is_err());

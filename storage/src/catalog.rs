@@ -132,7 +132,11 @@ impl Catalog {
     }
 
     /// Files that may hold rows with `from <= ts < to`.
-    pub fn files_overlapping(&self, from: Micros, to: Micros) -> Result<Vec<FileMeta>, StorageError> {
+    pub fn files_overlapping(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<FileMeta>, StorageError> {
         let end = file_key(to, 0);
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_FILES), IteratorMode::Start) {
@@ -158,10 +162,13 @@ impl Catalog {
         for item in self.db.iterator_cf(self.cf(CF_AGENTS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             let agent = String::from_utf8_lossy(&k).into_owned();
-            let seq: [u8; 8] = v.as_ref().try_into().map_err(|_| StorageError::CorruptCatalog {
-                key: format!("agents/{agent}"),
-                reason: format!("{} bytes, expected 8", v.len()),
-            })?;
+            let seq: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::CorruptCatalog {
+                    key: format!("agents/{agent}"),
+                    reason: format!("{} bytes, expected 8", v.len()),
+                })?;
             out.insert(agent, u64::from_be_bytes(seq));
         }
         Ok(out)
@@ -173,7 +180,15 @@ mod tests {
     use super::*;
 
     fn meta(min_ts: Micros, max_ts: Micros, id: u64) -> FileMeta {
-        FileMeta { path: format!("f{id}"), level: 0, file_id: id, min_ts, max_ts, rows: 1, bytes: 1 }
+        FileMeta {
+            path: format!("f{id}"),
+            level: 0,
+            file_id: id,
+            min_ts,
+            max_ts,
+            rows: 1,
+            bytes: 1,
+        }
     }
 
     #[test]
@@ -183,12 +198,18 @@ mod tests {
         {
             let cat = Catalog::open(&dir).unwrap();
             let seqs = BTreeMap::from([("a".to_string(), 5u64)]);
-            cat.commit_files(&[meta(100, 200, 1), meta(300, 400, 2)], &seqs).unwrap();
-            cat.commit_files(&[], &BTreeMap::from([("a".to_string(), 3u64)])).unwrap();
+            cat.commit_files(&[meta(100, 200, 1), meta(300, 400, 2)], &seqs)
+                .unwrap();
+            cat.commit_files(&[], &BTreeMap::from([("a".to_string(), 3u64)]))
+                .unwrap();
         }
         let cat = Catalog::open(&dir).unwrap();
         assert_eq!(cat.files().unwrap().len(), 2);
-        assert_eq!(cat.agent_seqs().unwrap()["a"], 5, "sequence numbers never go back");
+        assert_eq!(
+            cat.agent_seqs().unwrap()["a"],
+            5,
+            "sequence numbers never go back"
+        );
         assert_eq!(cat.files_overlapping(150, 160).unwrap().len(), 1);
         assert_eq!(cat.files_overlapping(200, 300).unwrap().len(), 1);
         assert_eq!(cat.files_overlapping(201, 300).unwrap().len(), 0);

@@ -87,7 +87,14 @@ pub fn write_partitioned(
         let hour_end = hour_start(ts[start]) + HOUR_US;
         let end = start + ts[start..].partition_point(|t| *t < hour_end);
         let part = sorted.slice(start, end - start);
-        out.push(write_file(dir, catalog, &part, ts[start], ts[end - 1], settings)?);
+        out.push(write_file(
+            dir,
+            catalog,
+            &part,
+            ts[start],
+            ts[end - 1],
+            settings,
+        )?);
         start = end;
     }
     Ok(out)
@@ -104,7 +111,9 @@ fn write_file(
     let file_id = catalog.next_file_id();
     let rel = entry_file_name(0, min_ts, file_id);
     let path = dir.entry_file(&rel);
-    let parent = path.parent().expect("entry files live in a partition folder");
+    let parent = path
+        .parent()
+        .expect("entry files live in a partition folder");
     std::fs::create_dir_all(parent).at(parent)?;
     let tmp = path.with_extension("parquet.tmp");
     let file = File::create(&tmp).at(&tmp)?;

@@ -38,7 +38,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `wiretrail up`, killed (SIGKILL) on drop.
@@ -55,12 +59,22 @@ impl Server {
         let child = Command::new(BIN)
             .args(["up", "--no-capture", "--data"])
             .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{hp}"), "--flight-listen", &format!("127.0.0.1:{fp}")])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{hp}"),
+                "--flight-listen",
+                &format!("127.0.0.1:{fp}"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start wiretrail up");
-        let s = Server { child, http: format!("http://127.0.0.1:{hp}"), flight: format!("http://127.0.0.1:{fp}"), data: data.to_path_buf() };
+        let s = Server {
+            child,
+            http: format!("http://127.0.0.1:{hp}"),
+            flight: format!("http://127.0.0.1:{fp}"),
+            data: data.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = reqwest::blocking::get(format!("{}/healthz", s.http)) {
@@ -68,7 +82,10 @@ impl Server {
                     return s;
                 }
             }
-            assert!(Instant::now() < deadline, "wiretrail up did not become healthy in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "wiretrail up did not become healthy in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -81,7 +98,11 @@ impl Server {
 
     /// SIGTERM (graceful: the server flushes) and wait for the exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
         self.child.wait().unwrap()
     }
@@ -97,7 +118,8 @@ impl Server {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut q: Vec<(&str, String)> = vec![("kfl", kfl.to_string()), ("limit", "1000".into())];
+            let mut q: Vec<(&str, String)> =
+                vec![("kfl", kfl.to_string()), ("limit", "1000".into())];
             if let Some(f) = from {
                 q.push(("from", f.to_string()));
             }
@@ -107,7 +129,11 @@ impl Server {
             if let Some(c) = &cursor {
                 q.push(("cursor", c.clone()));
             }
-            let r = reqwest::blocking::Client::new().get(format!("{}/api/v1/entries", self.http)).query(&q).send().unwrap();
+            let r = reqwest::blocking::Client::new()
+                .get(format!("{}/api/v1/entries", self.http))
+                .query(&q)
+                .send()
+                .unwrap();
             assert!(r.status().is_success(), "{kfl:?}: HTTP {}", r.status());
             let v: Value = r.json().unwrap();
             out.extend(v["entries"].as_array().unwrap().iter().cloned());
@@ -132,21 +158,47 @@ impl Drop for Server {
 
 /// Runs `wiretrail import --format json ARGS…` and returns its summary.
 pub fn import(args: &[&str]) -> Value {
-    let out = Command::new(BIN).arg("import").args(["--format", "json"]).args(args).output().unwrap();
-    assert!(out.status.success(), "import {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("import")
+        .args(["--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Rows of `truth/<name>.fields.tsv` as column → value.
 pub fn truth_rows(name: &str) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(corpus().join("truth").join(format!("{name}.fields.tsv"))).unwrap();
+    let text =
+        std::fs::read_to_string(corpus().join("truth").join(format!("{name}.fields.tsv"))).unwrap();
     let mut lines = text.lines();
-    let cols: Vec<String> = lines.next().unwrap().split('\t').map(str::to_string).collect();
-    lines.map(|l| cols.iter().cloned().zip(l.split('\t').map(str::to_string)).collect()).collect()
+    let cols: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split('\t')
+        .map(str::to_string)
+        .collect();
+    lines
+        .map(|l| {
+            cols.iter()
+                .cloned()
+                .zip(l.split('\t').map(str::to_string))
+                .collect()
+        })
+        .collect()
 }
 
 pub fn split(v: &str) -> Vec<String> {
-    if v.is_empty() { vec![] } else { v.split('|').map(str::to_string).collect() }
+    if v.is_empty() {
+        vec![]
+    } else {
+        v.split('|').map(str::to_string).collect()
+    }
 }
 
 /// One HTTP request as tshark saw it, with its response.
@@ -187,8 +239,16 @@ pub fn http_truth(name: &str) -> Vec<HttpReq> {
                 stream: g("tcp.stream"),
                 method: m.clone(),
                 uri: uris.get(i).cloned().unwrap_or_default(),
-                user_agent: if methods.len() == uas.len() { uas[i].clone() } else { uas.first().cloned().unwrap_or_default() },
-                authorization: if methods.len() == auths.len() { auths[i].clone() } else { auths.first().cloned().unwrap_or_default() },
+                user_agent: if methods.len() == uas.len() {
+                    uas[i].clone()
+                } else {
+                    uas.first().cloned().unwrap_or_default()
+                },
+                authorization: if methods.len() == auths.len() {
+                    auths[i].clone()
+                } else {
+                    auths.first().cloned().unwrap_or_default()
+                },
                 src: g("ip.src"),
                 dst: g("ip.dst"),
                 ..Default::default()
@@ -208,7 +268,10 @@ pub fn http_truth(name: &str) -> Vec<HttpReq> {
                 continue;
             }
             let t = times.get(i).or(times.first()).and_then(|t| t.parse().ok());
-            responses.entry(g("tcp.stream")).or_default().push((code, t));
+            responses
+                .entry(g("tcp.stream"))
+                .or_default()
+                .push((code, t));
         }
     }
     let _ = by_frame;
@@ -250,12 +313,22 @@ pub fn dns_truth(name: &str) -> Vec<DnsQuery> {
             qs.push(DnsQuery {
                 frame,
                 epoch: g("frame.time_epoch").parse().ok(),
-                name: split(&g("dns.qry.name")).first().cloned().unwrap_or_default(),
-                qtype: split(&g("dns.qry.type")).first().cloned().unwrap_or_default(),
+                name: split(&g("dns.qry.name"))
+                    .first()
+                    .cloned()
+                    .unwrap_or_default(),
+                qtype: split(&g("dns.qry.type"))
+                    .first()
+                    .cloned()
+                    .unwrap_or_default(),
                 src: g("ip.src"),
                 rcode: None,
             });
-        } else if let Some(i) = g("dns.response_to").parse::<u64>().ok().and_then(|f| idx.get(&f)) {
+        } else if let Some(i) = g("dns.response_to")
+            .parse::<u64>()
+            .ok()
+            .and_then(|f| idx.get(&f))
+        {
             qs[*i].rcode = g("dns.flags.rcode").parse().ok();
         }
     }
@@ -267,10 +340,21 @@ pub fn first_packet_us(path: &Path) -> i64 {
     let b = std::fs::read(path).unwrap();
     let le = u32::from_le_bytes(b[0..4].try_into().unwrap());
     let (sec, frac) = if le == 0xa1b2c3d4 || le == 0xa1b23c4d {
-        (u32::from_le_bytes(b[24..28].try_into().unwrap()), u32::from_le_bytes(b[28..32].try_into().unwrap()))
+        (
+            u32::from_le_bytes(b[24..28].try_into().unwrap()),
+            u32::from_le_bytes(b[28..32].try_into().unwrap()),
+        )
     } else {
-        (u32::from_be_bytes(b[24..28].try_into().unwrap()), u32::from_be_bytes(b[28..32].try_into().unwrap()))
+        (
+            u32::from_be_bytes(b[24..28].try_into().unwrap()),
+            u32::from_be_bytes(b[28..32].try_into().unwrap()),
+        )
     };
     let nanos = le == 0xa1b23c4d || u32::from_be_bytes(b[0..4].try_into().unwrap()) == 0xa1b23c4d;
-    i64::from(sec) * 1_000_000 + if nanos { i64::from(frac) / 1000 } else { i64::from(frac) }
+    i64::from(sec) * 1_000_000
+        + if nanos {
+            i64::from(frac) / 1000
+        } else {
+            i64::from(frac)
+        }
 }

@@ -10,7 +10,13 @@ use super::LinkType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    Tcp { seq: u32, syn: bool, ack: bool, fin: bool, rst: bool },
+    Tcp {
+        seq: u32,
+        syn: bool,
+        ack: bool,
+        fin: bool,
+        rst: bool,
+    },
     Udp,
 }
 
@@ -65,11 +71,19 @@ pub fn decode(link: LinkType, data: &[u8]) -> Decoded<'_> {
     let (src_ip, dst_ip, fragmenting): (IpAddr, IpAddr, bool) = match &pkt.net {
         Some(NetSlice::Ipv4(v4)) => {
             let h = v4.header();
-            (h.source_addr().into(), h.destination_addr().into(), v4.payload().fragmented)
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                v4.payload().fragmented,
+            )
         }
         Some(NetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            (h.source_addr().into(), h.destination_addr().into(), v6.payload().fragmented)
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                v6.payload().fragmented,
+            )
         }
         _ => return Decoded::Other,
     };
@@ -80,7 +94,13 @@ pub fn decode(link: LinkType, data: &[u8]) -> Decoded<'_> {
         Some(TransportSlice::Tcp(t)) => Decoded::Segment(Segment {
             src: (src_ip, t.source_port()),
             dst: (dst_ip, t.destination_port()),
-            transport: Transport::Tcp { seq: t.sequence_number(), syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() },
+            transport: Transport::Tcp {
+                seq: t.sequence_number(),
+                syn: t.syn(),
+                ack: t.ack(),
+                fin: t.fin(),
+                rst: t.rst(),
+            },
             payload: t.payload(),
         }),
         Some(TransportSlice::Udp(u)) => Decoded::Segment(Segment {

@@ -36,7 +36,8 @@ struct Counting {
 impl Read for Counting {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read(buf)?;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -57,11 +58,17 @@ const BUFFER: usize = 1 << 20;
 
 impl CaptureReader {
     pub fn open(path: &Path) -> Result<Self, AgentError> {
-        let open_err = |source| AgentError::Open { path: path.to_path_buf(), source };
+        let open_err = |source| AgentError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(open_err)?;
         let total = file.metadata().map_err(open_err)?.len();
         let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counting = Counting { file, read: read.clone() };
+        let counting = Counting {
+            file,
+            read: read.clone(),
+        };
         let reader = create_reader(BUFFER, counting).map_err(|e| AgentError::NotACapture {
             path: path.to_path_buf(),
             reason: match e {
@@ -107,7 +114,11 @@ impl CaptureReader {
                             None
                         }
                         PcapBlockOwned::Legacy(b) => {
-                            let frac = if self.legacy_nanos { i64::from(b.ts_usec) / 1000 } else { i64::from(b.ts_usec) };
+                            let frac = if self.legacy_nanos {
+                                i64::from(b.ts_usec) / 1000
+                            } else {
+                                i64::from(b.ts_usec)
+                            };
                             Some(Packet {
                                 ts_us: i64::from(b.ts_sec) * 1_000_000 + frac,
                                 link: self.legacy_link,
@@ -131,15 +142,22 @@ impl CaptureReader {
                                 let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                                 let secs = (ts / ifc.resolution) as i64 + ifc.offset_s;
                                 let frac = ts % ifc.resolution;
-                                let us = (u128::from(frac) * 1_000_000 / u128::from(ifc.resolution)) as i64;
-                                Packet { ts_us: secs * 1_000_000 + us, link: ifc.link, data: epb.data.to_vec() }
+                                let us = (u128::from(frac) * 1_000_000 / u128::from(ifc.resolution))
+                                    as i64;
+                                Packet {
+                                    ts_us: secs * 1_000_000 + us,
+                                    link: ifc.link,
+                                    data: epb.data.to_vec(),
+                                }
                             })
                         }
-                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => self.interfaces.first().map(|ifc| Packet {
-                            ts_us: 0,
-                            link: ifc.link,
-                            data: spb.data.to_vec(),
-                        }),
+                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                            self.interfaces.first().map(|ifc| Packet {
+                                ts_us: 0,
+                                link: ifc.link,
+                                data: spb.data.to_vec(),
+                            })
+                        }
                         PcapBlockOwned::NG(_) => None,
                     };
                     self.reader.consume(offset);
@@ -181,6 +199,10 @@ impl CaptureReader {
     }
 
     fn corrupt(&self, reason: String) -> AgentError {
-        AgentError::Corrupt { path: self.path.clone(), offset: self.bytes_read(), reason }
+        AgentError::Corrupt {
+            path: self.path.clone(),
+            offset: self.bytes_read(),
+            reason,
+        }
     }
 }

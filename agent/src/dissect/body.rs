@@ -47,7 +47,11 @@ pub(crate) struct Body {
 
 impl Body {
     pub fn new(content_encoding: Option<&str>, cap: usize) -> Self {
-        let capped = Capped { buf: Vec::new(), cap, truncated: false };
+        let capped = Capped {
+            buf: Vec::new(),
+            cap,
+            truncated: false,
+        };
         let enc = content_encoding.map(|e| e.trim().to_ascii_lowercase());
         let sink = match enc.as_deref() {
             Some("gzip") | Some("x-gzip") => Sink::Gzip(GzDecoder::new(capped)),
@@ -56,7 +60,14 @@ impl Body {
             Some("deflate") => Sink::Zlib(ZlibDecoder::new(capped)),
             _ => Sink::Plain(capped),
         };
-        Body { sink, encoding: enc, cap, raw_prefix: Vec::new(), decode_error: false, len: 0 }
+        Body {
+            sink,
+            encoding: enc,
+            cap,
+            raw_prefix: Vec::new(),
+            decode_error: false,
+            len: 0,
+        }
     }
 
     pub fn write(&mut self, data: &[u8]) {
@@ -64,12 +75,19 @@ impl Body {
             return;
         }
         if self.len == 0 && matches!(self.sink, Sink::Zlib(_)) && (data[0] & 0x0f) != 8 {
-            self.sink = Sink::Deflate(DeflateDecoder::new(Capped { buf: Vec::new(), cap: self.cap, truncated: false }));
+            self.sink = Sink::Deflate(DeflateDecoder::new(Capped {
+                buf: Vec::new(),
+                cap: self.cap,
+                truncated: false,
+            }));
         }
         self.len += data.len() as u64;
-        if self.raw_prefix.len() < self.cap && !matches!(self.sink, Sink::Plain(_) | Sink::Failed(_)) {
+        if self.raw_prefix.len() < self.cap
+            && !matches!(self.sink, Sink::Plain(_) | Sink::Failed(_))
+        {
             let room = self.cap - self.raw_prefix.len();
-            self.raw_prefix.extend_from_slice(&data[..data.len().min(room)]);
+            self.raw_prefix
+                .extend_from_slice(&data[..data.len().min(room)]);
         }
         let res = match &mut self.sink {
             Sink::Plain(c) | Sink::Failed(c) => c.write_all(data),
@@ -86,12 +104,23 @@ impl Body {
         self.decode_error = true;
         let raw = std::mem::take(&mut self.raw_prefix);
         let truncated = self.len as usize > raw.len();
-        self.sink = Sink::Failed(Capped { buf: raw, cap: self.cap, truncated });
+        self.sink = Sink::Failed(Capped {
+            buf: raw,
+            cap: self.cap,
+            truncated,
+        });
     }
 
     /// The decoded body (or the raw bytes if decoding failed) and whether it was cut.
     pub fn finish(mut self) -> (Vec<u8>, bool, bool) {
-        let done = match std::mem::replace(&mut self.sink, Sink::Plain(Capped { buf: vec![], cap: 0, truncated: false })) {
+        let done = match std::mem::replace(
+            &mut self.sink,
+            Sink::Plain(Capped {
+                buf: vec![],
+                cap: 0,
+                truncated: false,
+            }),
+        ) {
             Sink::Plain(c) | Sink::Failed(c) => Ok(c),
             Sink::Gzip(d) => d.finish(),
             Sink::Zlib(d) => d.finish(),

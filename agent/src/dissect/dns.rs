@@ -79,11 +79,17 @@ fn rdata_text(r: &RData) -> Value {
         RData::CNAME(n) => json!(n.0.to_string()),
         RData::PTR(n) => json!(n.0.to_string()),
         RData::NS(n) => json!(n.0.to_string()),
-        RData::SRV(s) => json!({"priority": s.priority, "weight": s.weight, "port": s.port, "target": s.target.to_string()}),
+        RData::SRV(s) => {
+            json!({"priority": s.priority, "weight": s.weight, "port": s.port, "target": s.target.to_string()})
+        }
         RData::TXT(t) => json!(t
             .iter_raw()
             .map(|(k, v)| match v {
-                Some(v) => format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)),
+                Some(v) => format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v)
+                ),
                 None => String::from_utf8_lossy(k).into_owned(),
             })
             .collect::<Vec<_>>()),
@@ -98,7 +104,10 @@ impl Dissector for Dns {
     }
 
     fn probe_stream(&self, data: &[u8]) -> Probe {
-        let Some(len) = data.get(..2).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else {
+        let Some(len) = data
+            .get(..2)
+            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+        else {
             return Probe::NeedMore;
         };
         if len < 12 {
@@ -119,7 +128,10 @@ impl Dissector for Dns {
     }
 
     fn new_stream(&self, _cfg: &DissectConfig) -> Box<dyn Parser> {
-        Box::new(DnsParser { tcp: true, ..Default::default() })
+        Box::new(DnsParser {
+            tcp: true,
+            ..Default::default()
+        })
     }
 
     fn probe_datagram(&self, data: &[u8]) -> Probe {
@@ -213,7 +225,12 @@ impl Parser for DnsParser {
         self.bufs[i].extend_from_slice(data);
         loop {
             let buf = &self.bufs[i];
-            let Some(len) = buf.get(..2).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else { break };
+            let Some(len) = buf
+                .get(..2)
+                .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+            else {
+                break;
+            };
             if buf.len() < 2 + len {
                 break;
             }

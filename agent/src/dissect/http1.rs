@@ -20,7 +20,9 @@ const MAX_CHUNK_LINE: usize = 4096;
 pub struct Http1;
 
 fn first_line(data: &[u8]) -> Option<&[u8]> {
-    data.windows(2).position(|w| w == b"\r\n").map(|i| &data[..i])
+    data.windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|i| &data[..i])
 }
 
 fn is_token_char(b: u8) -> bool {
@@ -46,9 +48,18 @@ fn request_line_ok(data: &[u8]) -> Option<bool> {
 fn status_line_ok(data: &[u8]) -> Option<bool> {
     let p = b"HTTP/1.";
     if data.len() < 12 {
-        return if p.starts_with(&data[..data.len().min(p.len())]) { None } else { Some(false) };
+        return if p.starts_with(&data[..data.len().min(p.len())]) {
+            None
+        } else {
+            Some(false)
+        };
     }
-    Some(data.starts_with(p) && matches!(data[7], b'0' | b'1') && data[8] == b' ' && data[9..12].iter().all(u8::is_ascii_digit))
+    Some(
+        data.starts_with(p)
+            && matches!(data[7], b'0' | b'1')
+            && data[8] == b' '
+            && data[9..12].iter().all(u8::is_ascii_digit),
+    )
 }
 
 impl Dissector for Http1 {
@@ -125,12 +136,20 @@ enum Head {
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn parse_headers(h: &[httparse::Header]) -> Vec<(String, String)> {
     h.iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -181,20 +200,29 @@ impl Http1Parser {
         let mode = if is_chunked(&headers) {
             Some(Mode::Chunked(Chunk::Size))
         } else {
-            content_length(&headers).filter(|l| *l > 0).map(Mode::Length)
+            content_length(&headers)
+                .filter(|l| *l > 0)
+                .map(Mode::Length)
         };
         let mut e = Entry::new(EntryId([0; 16]), ts, "", "http", "");
         e.method = Some(method);
         e.path = r.path.map(str::to_string);
         let mut detail = Map::new();
-        detail.insert("version".into(), json!(format!("HTTP/1.{}", r.version.unwrap_or(1))));
+        detail.insert(
+            "version".into(),
+            json!(format!("HTTP/1.{}", r.version.unwrap_or(1))),
+        );
         detail.insert("target".into(), json!(r.path));
         e.request = Some(Value::Object(detail).to_string());
         e.request_size = n as u64;
         e.request_headers = Some(headers.clone());
         let msg = mode.map(|m| self.new_msg(n, m, &headers));
         let done = msg.is_none();
-        self.exchanges.push_back(Exchange { entry: e, req_done: done, has_resp: false });
+        self.exchanges.push_back(Exchange {
+            entry: e,
+            req_done: done,
+            has_resp: false,
+        });
         self.req.msg = msg;
         Head::Complete(n)
     }
@@ -214,8 +242,14 @@ impl Http1Parser {
         }
         let headers = parse_headers(r.headers);
         let idx = self.exchanges.iter().position(|x| !x.has_resp);
-        let method = idx.and_then(|i| self.exchanges[i].entry.method.clone()).unwrap_or_default();
-        let bodiless = method == "HEAD" || code == 204 || code == 304 || code == 101 || (method == "CONNECT" && (200..300).contains(&code));
+        let method = idx
+            .and_then(|i| self.exchanges[i].entry.method.clone())
+            .unwrap_or_default();
+        let bodiless = method == "HEAD"
+            || code == 204
+            || code == 304
+            || code == 101
+            || (method == "CONNECT" && (200..300).contains(&code));
         let mode = if bodiless {
             None
         } else if is_chunked(&headers) {
@@ -232,7 +266,11 @@ impl Http1Parser {
             None => {
                 // A response to a request we did not see (capture started mid-connection).
                 let e = Entry::new(EntryId([0; 16]), ts, "", "http", "");
-                self.exchanges.push_back(Exchange { entry: e, req_done: true, has_resp: false });
+                self.exchanges.push_back(Exchange {
+                    entry: e,
+                    req_done: true,
+                    has_resp: false,
+                });
                 self.exchanges.back_mut().expect("just pushed")
             }
         };
@@ -245,7 +283,8 @@ impl Http1Parser {
         if e.method.is_some() {
             e.elapsed_us = Some(ts - e.ts_us);
         }
-        e.response = Some(json!({"version": format!("HTTP/1.{}", r.version.unwrap_or(1))}).to_string());
+        e.response =
+            Some(json!({"version": format!("HTTP/1.{}", r.version.unwrap_or(1))}).to_string());
         if code == 101 || (method == "CONNECT" && (200..300).contains(&code)) {
             self.upgraded = true;
         }
@@ -258,7 +297,11 @@ impl Http1Parser {
 
     /// Moves finished exchanges at the front of the queue to `out`, in order.
     fn emit_ready(&mut self, out: &mut Vec<Entry>) {
-        while self.exchanges.front().is_some_and(|x| x.req_done && x.has_resp) {
+        while self
+            .exchanges
+            .front()
+            .is_some_and(|x| x.req_done && x.has_resp)
+        {
             if let Some(x) = self.exchanges.pop_front() {
                 out.push(x.entry);
             }
@@ -282,8 +325,20 @@ impl Http1Parser {
         let Some(x) = x else { return };
         let e = &mut x.entry;
         let (size, headers, body_slot, trunc_slot, detail) = match dir {
-            Dir::Request => (&mut e.request_size, &mut e.request_headers, &mut e.request_body, &mut e.request_body_truncated, &mut e.request),
-            Dir::Response => (&mut e.response_size, &mut e.response_headers, &mut e.response_body, &mut e.response_body_truncated, &mut e.response),
+            Dir::Request => (
+                &mut e.request_size,
+                &mut e.request_headers,
+                &mut e.request_body,
+                &mut e.request_body_truncated,
+                &mut e.request,
+            ),
+            Dir::Response => (
+                &mut e.response_size,
+                &mut e.response_headers,
+                &mut e.response_body,
+                &mut e.response_body_truncated,
+                &mut e.response,
+            ),
         };
         *size = msg.head_len + msg.wire_body;
         if let Some(h) = headers.as_mut() {
@@ -291,7 +346,10 @@ impl Http1Parser {
         }
         *body_slot = (!body.is_empty()).then_some(body);
         *trunc_slot = truncated;
-        let mut d: Map<String, Value> = detail.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        let mut d: Map<String, Value> = detail
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
         if chunked {
             d.insert("chunked".into(), json!(true));
         }
@@ -299,7 +357,14 @@ impl Http1Parser {
             d.insert("content_encoding".into(), json!(enc));
         }
         if !msg.trailers.is_empty() {
-            d.insert("trailers".into(), json!(msg.trailers.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()));
+            d.insert(
+                "trailers".into(),
+                json!(msg
+                    .trailers
+                    .iter()
+                    .map(|(k, v)| json!({"name": k, "value": v}))
+                    .collect::<Vec<_>>()),
+            );
         }
         if decode_error {
             d.insert("body_decode_error".into(), json!(true));
@@ -352,7 +417,8 @@ impl Http1Parser {
                             }
                             let text = String::from_utf8_lossy(line);
                             if let Some((k, v)) = text.split_once(':') {
-                                msg.trailers.push((k.trim().to_string(), v.trim().to_string()));
+                                msg.trailers
+                                    .push((k.trim().to_string(), v.trim().to_string()));
                             }
                         } else {
                             let hex = String::from_utf8_lossy(line);
@@ -442,7 +508,10 @@ impl Parser for Http1Parser {
                     // Not a message start: skip to the next line and try again (resync).
                     self.errors += 1;
                     let rest = &buf[pos..];
-                    pos += rest.windows(2).position(|w| w == b"\r\n").map_or(rest.len(), |i| i + 2);
+                    pos += rest
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .map_or(rest.len(), |i| i + 2);
                 }
             }
         }

@@ -35,7 +35,12 @@ pub enum Node {
     /// A dotted selector such as `request.headers["Host"]`.
     Path(Vec<Seg>, usize),
     /// `name(args)` or `receiver.name(args)`.
-    Call { name: String, receiver: Option<Box<Node>>, args: Vec<Node>, pos: usize },
+    Call {
+        name: String,
+        receiver: Option<Box<Node>>,
+        args: Vec<Node>,
+        pos: usize,
+    },
 }
 
 impl Node {

@@ -6,21 +6,28 @@
 
 use std::ops::Not;
 
+use arrow::datatypes::DataType;
 use chrono::{DateTime, NaiveDateTime};
 use datafusion::functions::expr_fn::{contains, ends_with, regexp_like, starts_with};
 use datafusion::logical_expr::{cast, Expr};
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
-use arrow::datatypes::DataType;
 
 use super::ast::{path_string, CmpOp, Node, Seg};
 use super::fields::{resolve, suggest, Field, Kind, MACROS};
 use super::{udf, KflError};
 
+const HELPERS: &str = "use startsWith, endsWith, contains or matches";
+
 /// A compiled operand.
 enum Val {
     /// A field: its expression, kind, and the guard that is true when it is present.
-    Field { expr: Expr, kind: Kind, present: Option<Expr>, time: bool },
+    Field {
+        expr: Expr,
+        kind: Kind,
+        present: Option<Expr>,
+        time: bool,
+    },
     Int(i64),
     Float(f64),
     Str(String),
@@ -39,7 +46,10 @@ pub struct Compiler<'q> {
 }
 
 fn ts_lit(ms: i64) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(Some(ms.saturating_mul(1000)), Some("UTC".into())))
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(ms.saturating_mul(1000)),
+        Some("UTC".into()),
+    ))
 }
 
 fn guard(present: &Option<Expr>, pred: Expr) -> Expr {
@@ -97,7 +107,13 @@ impl Compiler<'_> {
         let mut limit = None;
         let mut exprs = Vec::new();
         for c in conjuncts {
-            if let Node::Call { name, receiver: None, args, pos } = c {
+            if let Node::Call {
+                name,
+                receiver: None,
+                args,
+                pos,
+            } = c
+            {
                 if name == "limit" {
                     match args.as_slice() {
                         [Node::Int(n, _)] if *n > 0 => limit = Some(*n as usize),
@@ -158,19 +174,47 @@ impl Compiler<'_> {
             e
         })?;
         Ok(match f {
-            Field::Column { name, kind, nullable } => {
+            Field::Column {
+                name,
+                kind,
+                nullable,
+            } => {
                 let c = col(name);
-                Val::Field { present: nullable.then(|| c.clone().is_not_null()), expr: c, kind, time: false }
+                Val::Field {
+                    present: nullable.then(|| c.clone().is_not_null()),
+                    expr: c,
+                    kind,
+                    time: false,
+                }
             }
             Field::Header { response, name } => {
-                let m = col(if response { "response_headers" } else { "request_headers" });
+                let m = col(if response {
+                    "response_headers"
+                } else {
+                    "request_headers"
+                });
                 let e = udf::header_get().call(vec![m, lit(name)]);
-                Val::Field { present: Some(e.clone().is_not_null()), expr: e, kind: Kind::Str, time: false }
+                Val::Field {
+                    present: Some(e.clone().is_not_null()),
+                    expr: e,
+                    kind: Kind::Str,
+                    time: false,
+                }
             }
-            Field::Timestamp => Val::Field { expr: col("ts"), kind: Kind::Int, present: None, time: true },
+            Field::Timestamp => Val::Field {
+                expr: col("ts"),
+                kind: Kind::Int,
+                present: None,
+                time: true,
+            },
             Field::ElapsedMs => {
                 let c = col("elapsed_us");
-                Val::Field { present: Some(c.clone().is_not_null()), expr: c / lit(1000i64), kind: Kind::Int, time: false }
+                Val::Field {
+                    present: Some(c.clone().is_not_null()),
+                    expr: c / lit(1000i64),
+                    kind: Kind::Int,
+                    time: false,
+                }
             }
         })
     }
@@ -184,7 +228,13 @@ impl Compiler<'_> {
             Node::Null(_) => Val::Null,
             Node::Regex(r, pos) => {
                 if let Err(e) = regex::Regex::new(r) {
-                    return self.err(*pos, &format!("invalid regular expression: {}", e.to_string().lines().last().unwrap_or("")));
+                    return self.err(
+                        *pos,
+                        &format!(
+                            "invalid regular expression: {}",
+                            e.to_string().lines().last().unwrap_or("")
+                        ),
+                    );
                 }
                 Val::Regex(r.clone())
             }
@@ -196,7 +246,12 @@ impl Compiler<'_> {
                 }
                 self.field(segs, *pos)?
             }
-            Node::Call { name, receiver, args, pos } => self.call(name, receiver.as_deref(), args, *pos)?,
+            Node::Call {
+                name,
+                receiver,
+                args,
+                pos,
+            } => self.call(name, receiver.as_deref(), args, *pos)?,
             other => Val::Pred(self.cond(other)?),
         })
     }
@@ -208,12 +263,18 @@ impl Compiler<'_> {
         }
     }
 
-    fn call(&self, name: &str, receiver: Option<&Node>, args: &[Node], pos: usize) -> Result<Val, KflError> {
+    fn call(
+        &self,
+        name: &str,
+        receiver: Option<&Node>,
+        args: &[Node],
+        pos: usize,
+    ) -> Result<Val, KflError> {
         if let Some(recv) = receiver {
-            let Val::Field { expr, present, kind, .. } = self.operand(recv)? else {
+            let Val::Field { expr, present, .. } = self.operand(recv)? else {
                 return self.err(pos, &format!("{name}() must be called on a field"));
             };
-            let text = if kind == Kind::Str { cast(expr, DataType::Utf8) } else { cast(expr, DataType::Utf8) };
+            let text = cast(expr, DataType::Utf8);
             let arg = self.string_arg(name, args, pos)?;
             let pred = match name {
                 "startsWith" | "starts_with" => starts_with(text, lit(arg)),
@@ -221,12 +282,18 @@ impl Compiler<'_> {
                 "contains" => contains(text, lit(arg)),
                 "matches" => {
                     if let Err(e) = regex::Regex::new(&arg) {
-                        return self.err(pos, &format!("invalid regular expression: {}", e.to_string().lines().last().unwrap_or("")));
+                        return self.err(
+                            pos,
+                            &format!(
+                                "invalid regular expression: {}",
+                                e.to_string().lines().last().unwrap_or("")
+                            ),
+                        );
                     }
                     regexp_like(text, lit(arg), None)
                 }
                 "json" | "xml" => return self.err(pos, &format!("{name}() is not supported yet")),
-                other => return self.err(pos, &format!("unknown helper `{other}()`: use startsWith, endsWith, contains or matches")),
+                other => return self.err(pos, &format!("unknown helper `{other}()`: {HELPERS}")),
             };
             return Ok(Val::Pred(guard(&present, pred)));
         }
@@ -242,14 +309,20 @@ impl Compiler<'_> {
                 let s = self.string_arg(name, args, pos)?;
                 match parse_time_str(&s) {
                     Some(ms) => Ok(Val::Time(ms)),
-                    None => self.err(pos, "datetime() expects \"1/2/2006, 3:04:05.000 PM\" (UTC) or RFC 3339"),
+                    None => self.err(
+                        pos,
+                        "datetime() expects \"1/2/2006, 3:04:05.000 PM\" (UTC) or RFC 3339",
+                    ),
                 }
             }
             "timestamp" => {
                 let s = self.string_arg(name, args, pos)?;
                 match DateTime::parse_from_rfc3339(&s) {
                     Ok(t) => Ok(Val::Time(t.timestamp_millis())),
-                    Err(_) => self.err(pos, "timestamp() expects an RFC 3339 time, e.g. \"2026-11-25T03:12:44Z\""),
+                    Err(_) => self.err(
+                        pos,
+                        "timestamp() expects an RFC 3339 time, e.g. \"2026-11-25T03:12:44Z\"",
+                    ),
                 }
             }
             "seconds" => num(1_000),
@@ -284,7 +357,10 @@ impl Compiler<'_> {
             (Kind::Int, Val::Str(s)) => match (s.trim().parse::<i64>(), s.trim().parse::<f64>()) {
                 (Ok(i), _) => Ok(lit(i)),
                 (_, Ok(f)) => Ok(lit(f)),
-                _ => self.err(pos, &format!("this field is a number; {s:?} is not (a regex needs r\"…\")")),
+                _ => self.err(
+                    pos,
+                    &format!("this field is a number; {s:?} is not (a regex needs r\"…\")"),
+                ),
             },
             (Kind::Str, Val::Str(s)) => Ok(lit(s)),
             (Kind::Str, Val::Int(i)) => Ok(lit(i.to_string())),
@@ -300,13 +376,23 @@ impl Compiler<'_> {
         let (mut a, mut b) = (self.operand(l)?, self.operand(r)?);
         let mut op = op;
         let (mut apos, mut bpos) = (l.pos(), r.pos());
-        if !matches!(a, Val::Field { .. } | Val::Pred(_)) && matches!(b, Val::Field { .. } | Val::Pred(_)) {
+        if !matches!(a, Val::Field { .. } | Val::Pred(_))
+            && matches!(b, Val::Field { .. } | Val::Pred(_))
+        {
             std::mem::swap(&mut a, &mut b);
             std::mem::swap(&mut apos, &mut bpos);
             op = flip(op);
         }
         match (a, b) {
-            (Val::Field { expr, kind, present, time }, b) => match b {
+            (
+                Val::Field {
+                    expr,
+                    kind,
+                    present,
+                    time,
+                },
+                b,
+            ) => match b {
                 Val::Regex(re) => {
                     let m = regexp_like(cast(expr, DataType::Utf8), lit(re), None);
                     match op {
@@ -320,8 +406,17 @@ impl Compiler<'_> {
                     CmpOp::Ne => Ok(present.unwrap_or(lit(true))),
                     _ => self.err(pos, "nil can only be compared with == or !="),
                 },
-                Val::Field { expr: e2, kind: k2, present: p2, .. } => {
-                    let (x, y) = if kind == k2 { (expr, e2) } else { (cast(expr, DataType::Utf8), cast(e2, DataType::Utf8)) };
+                Val::Field {
+                    expr: e2,
+                    kind: k2,
+                    present: p2,
+                    ..
+                } => {
+                    let (x, y) = if kind == k2 {
+                        (expr, e2)
+                    } else {
+                        (cast(expr, DataType::Utf8), cast(e2, DataType::Utf8))
+                    };
                     let both = match (present, p2) {
                         (Some(p), Some(q)) => Some(p.and(q)),
                         (p, q) => p.or(q),
@@ -342,13 +437,25 @@ impl Compiler<'_> {
                 CmpOp::Ne => Ok(p.not_eq(lit(b))),
                 _ => self.err(pos, "conditions compare only with == or !="),
             },
-            _ => self.err(apos, "a comparison needs a field on one side, e.g. `response.status >= 400`"),
+            _ => self.err(
+                apos,
+                "a comparison needs a field on one side, e.g. `response.status >= 400`",
+            ),
         }
     }
 
     fn is_in(&self, l: &Node, items: &[Node], pos: usize) -> Result<Expr, KflError> {
-        let Val::Field { expr, kind, present, time } = self.operand(l)? else {
-            return self.err(l.pos(), "`in` needs a field on its left, e.g. `protocol in [\"http\", \"dns\"]`");
+        let Val::Field {
+            expr,
+            kind,
+            present,
+            time,
+        } = self.operand(l)?
+        else {
+            return self.err(
+                l.pos(),
+                "`in` needs a field on its left, e.g. `protocol in [\"http\", \"dns\"]`",
+            );
         };
         if items.is_empty() {
             return Ok(lit(false));

@@ -11,7 +11,11 @@ pub enum Kind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field {
-    Column { name: &'static str, kind: Kind, nullable: bool },
+    Column {
+        name: &'static str,
+        kind: Kind,
+        nullable: bool,
+    },
     /// A header value by case-insensitive name.
     Header { response: bool, name: String },
     /// `ts`, compared with epoch milliseconds, RFC 3339 or datetime().
@@ -36,19 +40,54 @@ pub const MACROS: &[(&str, &str)] = &[
 ];
 
 const fn col(name: &'static str, kind: Kind, nullable: bool) -> Field {
-    Field::Column { name, kind, nullable }
+    Field::Column {
+        name,
+        kind,
+        nullable,
+    }
 }
 
 /// (KFL names, field). The first name of each row is the one suggested in errors.
 const NAMES: &[(&[&str], Field)] = &[
-    (&["protocol", "protocol.name", "protocol.abbr"], col("protocol", Kind::Str, false)),
-    (&["request.method", "method"], col("method", Kind::Str, true)),
-    (&["request.path", "path", "request.url", "url", "request.questions[0].name", "dns_question"], col("path", Kind::Str, true)),
-    (&["response.status", "status_code", "status", "response.code"], col("status", Kind::Int, true)),
-    (&["response.statusText", "status_text"], col("status_text", Kind::Str, true)),
-    (&["requestSize", "request_size", "request.size"], col("request_size", Kind::Int, false)),
-    (&["responseSize", "response_size", "response.size"], col("response_size", Kind::Int, false)),
-    (&["node.name", "node", "node_name"], col("node", Kind::Str, false)),
+    (
+        &["protocol", "protocol.name", "protocol.abbr"],
+        col("protocol", Kind::Str, false),
+    ),
+    (
+        &["request.method", "method"],
+        col("method", Kind::Str, true),
+    ),
+    (
+        &[
+            "request.path",
+            "path",
+            "request.url",
+            "url",
+            "request.questions[0].name",
+            "dns_question",
+        ],
+        col("path", Kind::Str, true),
+    ),
+    (
+        &["response.status", "status_code", "status", "response.code"],
+        col("status", Kind::Int, true),
+    ),
+    (
+        &["response.statusText", "status_text"],
+        col("status_text", Kind::Str, true),
+    ),
+    (
+        &["requestSize", "request_size", "request.size"],
+        col("request_size", Kind::Int, false),
+    ),
+    (
+        &["responseSize", "response_size", "response.size"],
+        col("response_size", Kind::Int, false),
+    ),
+    (
+        &["node.name", "node", "node_name"],
+        col("node", Kind::Str, false),
+    ),
     (&["capture"], col("capture", Kind::Str, false)),
     (&["elapsed_us"], col("elapsed_us", Kind::Int, true)),
     (&["timestamp"], Field::Timestamp),
@@ -56,19 +95,59 @@ const NAMES: &[(&[&str], Field)] = &[
     (&["src.ip", "src_ip"], col("src_ip", Kind::Str, false)),
     (&["src.port", "src_port"], col("src_port", Kind::Int, false)),
     (&["src.name", "src_name"], col("src_name", Kind::Str, false)),
-    (&["src.namespace", "src.pod.namespace", "src.service.namespace", "src_namespace"], col("src_namespace", Kind::Str, true)),
-    (&["src.pod", "src.pod.name", "src_pod"], col("src_pod", Kind::Str, true)),
-    (&["src.service", "src.service.name", "src_service"], col("src_service", Kind::Str, true)),
-    (&["src.workload", "src.workload.name", "src_workload"], col("src_workload", Kind::Str, true)),
-    (&["src.node", "src.node.name", "src_node"], col("src_node", Kind::Str, true)),
+    (
+        &[
+            "src.namespace",
+            "src.pod.namespace",
+            "src.service.namespace",
+            "src_namespace",
+        ],
+        col("src_namespace", Kind::Str, true),
+    ),
+    (
+        &["src.pod", "src.pod.name", "src_pod"],
+        col("src_pod", Kind::Str, true),
+    ),
+    (
+        &["src.service", "src.service.name", "src_service"],
+        col("src_service", Kind::Str, true),
+    ),
+    (
+        &["src.workload", "src.workload.name", "src_workload"],
+        col("src_workload", Kind::Str, true),
+    ),
+    (
+        &["src.node", "src.node.name", "src_node"],
+        col("src_node", Kind::Str, true),
+    ),
     (&["dst.ip", "dst_ip"], col("dst_ip", Kind::Str, false)),
     (&["dst.port", "dst_port"], col("dst_port", Kind::Int, false)),
     (&["dst.name", "dst_name"], col("dst_name", Kind::Str, false)),
-    (&["dst.namespace", "dst.pod.namespace", "dst.service.namespace", "dst_namespace"], col("dst_namespace", Kind::Str, true)),
-    (&["dst.pod", "dst.pod.name", "dst_pod"], col("dst_pod", Kind::Str, true)),
-    (&["dst.service", "dst.service.name", "dst_service"], col("dst_service", Kind::Str, true)),
-    (&["dst.workload", "dst.workload.name", "dst_workload"], col("dst_workload", Kind::Str, true)),
-    (&["dst.node", "dst.node.name", "dst_node"], col("dst_node", Kind::Str, true)),
+    (
+        &[
+            "dst.namespace",
+            "dst.pod.namespace",
+            "dst.service.namespace",
+            "dst_namespace",
+        ],
+        col("dst_namespace", Kind::Str, true),
+    ),
+    (
+        &["dst.pod", "dst.pod.name", "dst_pod"],
+        col("dst_pod", Kind::Str, true),
+    ),
+    (
+        &["dst.service", "dst.service.name", "dst_service"],
+        col("dst_service", Kind::Str, true),
+    ),
+    (
+        &["dst.workload", "dst.workload.name", "dst_workload"],
+        col("dst_workload", Kind::Str, true),
+    ),
+    (
+        &["dst.node", "dst.node.name", "dst_node"],
+        col("dst_node", Kind::Str, true),
+    ),
 ];
 
 /// Every name a user may write, for suggestions and the docs.
@@ -84,7 +163,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -109,7 +190,10 @@ pub fn suggest(name: &str) -> Option<String> {
 pub fn resolve(segs: &[Seg]) -> Result<Field, String> {
     if let [Seg::Field(side), Seg::Field(h), Seg::Key(name)] = segs {
         if (side == "request" || side == "response") && h == "headers" {
-            return Ok(Field::Header { response: side == "response", name: name.clone() });
+            return Ok(Field::Header {
+                response: side == "response",
+                name: name.clone(),
+            });
         }
     }
     let path = path_string(segs);

@@ -44,25 +44,28 @@ pub fn describe(t: &Tok) -> String {
         Tok::Str(s) => format!("\"{s}\""),
         Tok::Regex(s) => format!("r\"{s}\""),
         Tok::Eof => "the end of the query".into(),
-        other => format!("`{}`", match other {
-            Tok::LParen => "(",
-            Tok::RParen => ")",
-            Tok::LBracket => "[",
-            Tok::RBracket => "]",
-            Tok::Dot => ".",
-            Tok::Comma => ",",
-            Tok::Eq => "==",
-            Tok::Ne => "!=",
-            Tok::Lt => "<",
-            Tok::Le => "<=",
-            Tok::Gt => ">",
-            Tok::Ge => ">=",
-            Tok::Not => "!",
-            Tok::AndAnd => "&&",
-            Tok::OrOr => "||",
-            Tok::Star => "*",
-            _ => "-",
-        }),
+        other => format!(
+            "`{}`",
+            match other {
+                Tok::LParen => "(",
+                Tok::RParen => ")",
+                Tok::LBracket => "[",
+                Tok::RBracket => "]",
+                Tok::Dot => ".",
+                Tok::Comma => ",",
+                Tok::Eq => "==",
+                Tok::Ne => "!=",
+                Tok::Lt => "<",
+                Tok::Le => "<=",
+                Tok::Gt => ">",
+                Tok::Ge => ">=",
+                Tok::Not => "!",
+                Tok::AndAnd => "&&",
+                Tok::OrOr => "||",
+                Tok::Star => "*",
+                _ => "-",
+            }
+        ),
     }
 }
 
@@ -94,7 +97,11 @@ fn string(chars: &[char], i: usize, query: &str) -> Result<(String, usize), KflE
             }
         }
     }
-    Err(KflError::at(query, i, "unterminated string: add the closing quote"))
+    Err(KflError::at(
+        query,
+        i,
+        "unterminated string: add the closing quote",
+    ))
 }
 
 pub fn lex(query: &str) -> Result<Vec<Token>, KflError> {
@@ -108,7 +115,9 @@ pub fn lex(query: &str) -> Result<Vec<Token>, KflError> {
         let tok = if c.is_whitespace() {
             i += 1;
             continue;
-        } else if (c == 'r' || c == 'R') && matches!(chars.get(i + 1), Some('"') | Some('\'') | Some('`')) {
+        } else if (c == 'r' || c == 'R')
+            && matches!(chars.get(i + 1), Some('"') | Some('\'') | Some('`'))
+        {
             let (s, end) = string(&chars, i + 1, query)?;
             i = end;
             Tok::Regex(s)
@@ -121,7 +130,8 @@ pub fn lex(query: &str) -> Result<Vec<Token>, KflError> {
             while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '_') {
                 j += 1;
             }
-            let is_float = chars.get(j) == Some(&'.') && chars.get(j + 1).is_some_and(|c| c.is_ascii_digit());
+            let is_float =
+                chars.get(j) == Some(&'.') && chars.get(j + 1).is_some_and(|c| c.is_ascii_digit());
             if is_float {
                 j += 1;
                 while j < chars.len() && chars[j].is_ascii_digit() {
@@ -131,13 +141,21 @@ pub fn lex(query: &str) -> Result<Vec<Token>, KflError> {
             let text: String = chars[i..j].iter().filter(|c| **c != '_').collect();
             i = j;
             if is_float {
-                Tok::Float(text.parse().map_err(|_| KflError::at(query, start, "invalid number"))?)
+                Tok::Float(
+                    text.parse()
+                        .map_err(|_| KflError::at(query, start, "invalid number"))?,
+                )
             } else {
-                Tok::Int(text.parse().map_err(|_| KflError::at(query, start, "number out of range"))?)
+                Tok::Int(
+                    text.parse()
+                        .map_err(|_| KflError::at(query, start, "number out of range"))?,
+                )
             }
         } else if c.is_alphabetic() || c == '_' || c == '$' {
             let mut j = i;
-            while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '$') {
+            while j < chars.len()
+                && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '$')
+            {
                 j += 1;
             }
             let s: String = chars[i..j].iter().collect();
@@ -176,11 +194,20 @@ pub fn lex(query: &str) -> Result<Vec<Token>, KflError> {
                 '*' => Tok::Star,
                 '-' => Tok::Minus,
                 '=' => return Err(KflError::at(query, start, "use `==` to compare")),
-                other => return Err(KflError::at(query, start, &format!("unexpected character `{other}`"))),
+                other => {
+                    return Err(KflError::at(
+                        query,
+                        start,
+                        &format!("unexpected character `{other}`"),
+                    ))
+                }
             }
         };
         out.push(Token { tok, pos: start });
     }
-    out.push(Token { tok: Tok::Eof, pos: chars.len() });
+    out.push(Token {
+        tok: Tok::Eof,
+        pos: chars.len(),
+    });
     Ok(out)
 }

@@ -63,7 +63,13 @@ impl KflError {
         let before: Vec<char> = query.chars().take(position).collect();
         let line = before.iter().filter(|c| **c == '\n').count() + 1;
         let column = before.iter().rev().take_while(|c| **c != '\n').count() + 1;
-        KflError { message: message.to_string(), position, line, column, suggestion: None }
+        KflError {
+            message: message.to_string(),
+            position,
+            line,
+            column,
+            suggestion: None,
+        }
     }
 
     /// The offending line with a caret under the position.
@@ -75,7 +81,11 @@ impl KflError {
 
 impl std::fmt::Display for KflError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (at line {}, column {})", self.message, self.line, self.column)
+        write!(
+            f,
+            "{} (at line {}, column {})",
+            self.message, self.line, self.column
+        )
     }
 }
 
@@ -84,13 +94,24 @@ impl std::error::Error for KflError {}
 /// Compiles a query into a filter expression over the entry schema.
 pub fn compile(query: &str, opts: &KflOptions) -> Result<CompiledKfl, KflError> {
     if query.len() > MAX_QUERY_LEN {
-        return Err(KflError::at(query, 0, &format!("query longer than {MAX_QUERY_LEN} bytes")));
+        return Err(KflError::at(
+            query,
+            0,
+            &format!("query longer than {MAX_QUERY_LEN} bytes"),
+        ));
     }
     let toks = lexer::lex(query)?;
     let Some(ast) = parser::Parser::new(toks, query).parse()? else {
-        return Ok(CompiledKfl { filter: None, limit: None });
+        return Ok(CompiledKfl {
+            filter: None,
+            limit: None,
+        });
     };
-    let (filter, limit) = compile::Compiler { query, now_ms: opts.now_ms }.top(&ast)?;
+    let (filter, limit) = compile::Compiler {
+        query,
+        now_ms: opts.now_ms,
+    }
+    .top(&ast)?;
     Ok(CompiledKfl { filter, limit })
 }
 

@@ -17,7 +17,12 @@ pub struct Parser<'q> {
 
 impl<'q> Parser<'q> {
     pub fn new(toks: Vec<Token>, query: &'q str) -> Self {
-        Parser { toks, i: 0, depth: 0, query }
+        Parser {
+            toks,
+            i: 0,
+            depth: 0,
+            query,
+        }
     }
 
     fn peek(&self) -> &Tok {
@@ -60,7 +65,10 @@ impl<'q> Parser<'q> {
         }
         let n = self.or()?;
         if *self.peek() != Tok::Eof {
-            return self.err(&format!("unexpected {}: expected `and`, `or` or the end of the query", describe(self.peek())));
+            return self.err(&format!(
+                "unexpected {}: expected `and`, `or` or the end of the query",
+                describe(self.peek())
+            ));
         }
         Ok(Some(n))
     }
@@ -122,7 +130,10 @@ impl<'q> Parser<'q> {
         };
         let pos = self.bump().pos;
         let right = self.unary()?;
-        if matches!(self.peek(), Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge) {
+        if matches!(
+            self.peek(),
+            Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge
+        ) {
             return self.err("comparisons cannot be chained: use `and` between them");
         }
         Ok(Node::Cmp(op, Box::new(left), Box::new(right), pos))
@@ -151,7 +162,11 @@ impl<'q> Parser<'q> {
             return match self.bump().tok {
                 Tok::Int(i) => Ok(Node::Int(-i, pos)),
                 Tok::Float(f) => Ok(Node::Float(-f, pos)),
-                _ => Err(KflError::at(self.query, pos, "`-` must be followed by a number")),
+                _ => Err(KflError::at(
+                    self.query,
+                    pos,
+                    "`-` must be followed by a number",
+                )),
             };
         }
         self.primary()
@@ -175,10 +190,18 @@ impl<'q> Parser<'q> {
                 "true" => Ok(Node::Bool(true, t.pos)),
                 "false" => Ok(Node::Bool(false, t.pos)),
                 "nil" | "null" => Ok(Node::Null(t.pos)),
-                "and" | "or" | "not" | "in" => Err(KflError::at(self.query, t.pos, &format!("expected a value or a field, found `{w}`"))),
+                "and" | "or" | "not" | "in" => Err(KflError::at(
+                    self.query,
+                    t.pos,
+                    &format!("expected a value or a field, found `{w}`"),
+                )),
                 _ => self.selector(w, t.pos),
             },
-            other => Err(KflError::at(self.query, t.pos, &format!("expected a value or a field, found {}", describe(&other)))),
+            other => Err(KflError::at(
+                self.query,
+                t.pos,
+                &format!("expected a value or a field, found {}", describe(&other)),
+            )),
         }
     }
 
@@ -203,7 +226,16 @@ impl<'q> Parser<'q> {
                         Tok::Int(i) => segs.push(Seg::Index(i)),
                         Tok::Str(s) => segs.push(Seg::Key(s)),
                         Tok::Star => segs.push(Seg::Wildcard),
-                        other => return Err(KflError::at(self.query, t.pos, &format!("expected a number, a \"key\" or `*` inside `[ ]`, found {}", describe(&other)))),
+                        other => {
+                            return Err(KflError::at(
+                                self.query,
+                                t.pos,
+                                &format!(
+                                    "expected a number, a \"key\" or `*` inside `[ ]`, found {}",
+                                    describe(&other)
+                                ),
+                            ))
+                        }
                     }
                     self.expect(Tok::RBracket, "`]`")?;
                 }
@@ -232,7 +264,12 @@ impl<'q> Parser<'q> {
                     if matches!(self.peek(), Tok::Dot | Tok::LBracket) {
                         return self.err(&format!("a path after `{name}()` is not supported yet (json() and xml() come later)"));
                     }
-                    return Ok(Node::Call { name, receiver, args, pos: at });
+                    return Ok(Node::Call {
+                        name,
+                        receiver,
+                        args,
+                        pos: at,
+                    });
                 }
                 _ => return Ok(Node::Path(segs, pos)),
             }

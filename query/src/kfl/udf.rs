@@ -5,7 +5,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 /// `kfl_header(headers_map, name)`: the first value whose header name equals `name`
 /// ignoring ASCII case; NULL when absent. Header names are stored as captured, so a lookup of
@@ -17,7 +19,9 @@ pub struct HeaderGet {
 
 impl HeaderGet {
     pub fn new() -> Self {
-        HeaderGet { signature: Signature::any(2, Volatility::Immutable) }
+        HeaderGet {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
     }
 }
 
@@ -54,7 +58,10 @@ impl ScalarUDFImpl for HeaderGet {
             ColumnarValue::Scalar(s) => s.to_array_of_size(args.number_rows)?,
         };
         let DataType::Map(_, _) = arr.data_type() else {
-            return exec_err!("{HEADER_GET}: first argument must be a headers map, got {}", arr.data_type());
+            return exec_err!(
+                "{HEADER_GET}: first argument must be a headers map, got {}",
+                arr.data_type()
+            );
         };
         let map = arr.as_map();
         let keys = map.keys().as_string::<i32>();
