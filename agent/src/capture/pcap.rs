@@ -169,10 +169,24 @@ impl CaptureReader {
                     self.done = true;
                     return Ok(None);
                 }
+                Err(PcapError::UnexpectedEof) => {
+                    // The last record is cut short (a capture killed mid-write): keep what came before.
+                    tracing::warn!(file = %self.path.display(), "capture ends with a truncated record; ignored");
+                    self.done = true;
+                    return Ok(None);
+                }
                 Err(PcapError::Incomplete(_)) => {
-                    if let Err(e) = self.reader.refill() {
-                        let reason = format!("{e:?}");
-                        return Err(self.corrupt(reason));
+                    match self.reader.refill() {
+                        Ok(()) => {}
+                        Err(PcapError::UnexpectedEof) | Err(PcapError::Eof) => {
+                            tracing::warn!(file = %self.path.display(), "capture ends with a truncated record; ignored");
+                            self.done = true;
+                            return Ok(None);
+                        }
+                        Err(e) => {
+                            let reason = format!("{e:?}");
+                            return Err(self.corrupt(reason));
+                        }
                     }
                     if self.reader.reader_exhausted() && self.bytes_read() >= self.total {
                         // A final record cut short (capture killed mid-write): stop here.
