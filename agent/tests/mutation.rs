@@ -2,7 +2,7 @@
 //! reordered, dropped), goes through the whole pipeline without a panic. A fixed seed keeps
 //! the run reproducible; `bench/` is the place for the long version.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use wiretrail_agent::{CaptureReader, Packet, Pipeline, PipelineConfig};
 
@@ -20,7 +20,7 @@ impl Rng {
     }
 }
 
-fn packets(path: &PathBuf) -> Vec<Packet> {
+fn packets(path: &Path) -> Vec<Packet> {
     let mut r = CaptureReader::open(path).unwrap();
     let mut out = Vec::new();
     while let Some(p) = r.next_packet().unwrap() {
