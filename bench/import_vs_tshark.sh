@@ -2,7 +2,10 @@
 # Import throughput: `wiretrail import --data` on a capture, next to tshark dissecting the same
 # capture in the same run. Prints entries/s, MB/s and the ratio.
 #
-#   bench/import_vs_tshark.sh [PCAP…]     (default: a merge of the corpus HTTP/1 + DNS + cluster captures)
+#   bench/import_vs_tshark.sh [PCAP…]
+#
+# Default input: COPIES (default 100) copies of the corpus' cluster_mix.pcap, each shifted by
+# 10 minutes (editcap) and merged into one file (mergecap), so start-up costs do not dominate.
 #
 # Needs the release binary (./dev.sh test or cargo build --release) and tshark (installed here
 # with apt-get if missing).
@@ -16,13 +19,20 @@ C=../shared/corpus/pcaps
 WORK=$(mktemp -d /tmp/wt-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 if [ $# -eq 0 ]; then
-  set -- "$C"/http1_*.pcap "$C"/graphql_http.pcap "$C"/dns_udp.pcap "$C"/cluster_mix.pcap
+  copies=${COPIES:-100}
+  for i in $(seq 0 $((copies - 1))); do
+    editcap -t $((i * 600)) "$C/cluster_mix.pcap" "$WORK/copy_$i.pcap"
+  done
+  mergecap -F pcap -w "$WORK/big.pcap" "$WORK"/copy_*.pcap
+  rm -f "$WORK"/copy_*.pcap
+  set -- "$WORK/big.pcap"
 fi
 bytes=$(cat "$@" | wc -c)
 echo "input: $# file(s), $bytes bytes"
 
 t0=$(date +%s.%N)
-"$BIN" import --data "$WORK/data" --format json --node bench "$@" > "$WORK/summary.json"
+"$BIN" import --data "$WORK/data" --format json --node bench \
+  --identities "$C/cluster_mix.identities.json" "$@" > "$WORK/summary.json"
 t1=$(date +%s.%N)
 entries=$(python3 -c "import json;print(json.load(open('$WORK/summary.json'))['entries'])")
 wt=$(echo "$t1 - $t0" | bc -l)

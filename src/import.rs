@@ -36,7 +36,8 @@ pub struct ImportArgs {
     /// Summary format: `text` for people, `json` for scripts.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     format: String,
-    /// pcap or pcapng files.
+    /// pcap or pcapng files, read in the order given as one continuous capture (a connection
+    /// may continue from one file into the next, as with rotated capture files).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
 }
@@ -58,7 +59,7 @@ struct ReadTotals {
     bytes: u64,
     streams: u64,
     entries: u64,
-    dissect_errors: u64,
+    stats: wiretrail_agent::PipelineStats,
 }
 
 /// Reads every file through the pipeline on a blocking thread, sending batches to `tx`.
@@ -114,13 +115,13 @@ fn read_captures(
         ship(&mut builder, false, &mut builder_bytes)?;
     }
     ship(&mut builder, true, &mut builder_bytes)?;
-    let s = pipeline.stats();
+    let s = pipeline.stats().clone();
     Ok(ReadTotals {
         packets: s.packets,
         bytes: s.bytes,
         streams: s.tcp_streams + s.udp_flows,
         entries: s.entries_total(),
-        dissect_errors: s.dissect_errors,
+        stats: s,
     })
 }
 
@@ -198,13 +199,17 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         );
     }
     let secs = started.elapsed().as_secs_f64();
+    let s = &totals.stats;
     if a.format == "json" {
         println!(
             "{}",
             json!({"files": a.files.len(), "packets": totals.packets, "bytes": totals.bytes,
                    "streams": totals.streams, "entries": totals.entries, "acked_entries": sent.acked_rows,
-                   "duplicate_batches": sent.duplicate_batches, "dissect_errors": totals.dissect_errors,
-                   "seconds": secs})
+                   "entries_by_protocol": s.entries, "duplicate_batches": sent.duplicate_batches,
+                   "dissect_errors": s.dissect_errors, "undissected_flows": s.undissected_flows,
+                   "gap_bytes": s.gap_bytes, "other_packets": s.other_packets,
+                   "malformed_packets": s.malformed_packets, "ip_fragments": s.ip_fragments,
+                   "evicted_flows": s.evicted_flows, "seconds": secs})
         );
     } else {
         println!(
@@ -214,11 +219,17 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
             totals.bytes as f64 / 1e6,
             totals.streams,
             sent.acked_rows,
-            totals.dissect_errors,
+            s.dissect_errors,
             secs,
             totals.entries as f64 / secs,
             total as f64 / 1e6 / secs
         );
+        if s.undissected_flows + s.malformed_packets + s.ip_fragments + s.gap_bytes > 0 {
+            println!(
+                "not dissected: {} flows of other protocols, {} malformed packets, {} IP fragments, {} bytes missing from the capture",
+                s.undissected_flows, s.malformed_packets, s.ip_fragments, s.gap_bytes
+            );
+        }
     }
     Ok(())
 }

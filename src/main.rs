@@ -31,7 +31,8 @@ enum Command {
 #[derive(clap::Args, Debug, Clone)]
 #[group(required = false, multiple = false)]
 pub struct Target {
-    /// Data directory to open directly (fails if a running `wiretrail up` owns it).
+    /// Data directory to open directly (default ./wiretrail-data; fails if a running
+    /// `wiretrail up` owns it).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// URL of a running server (for import: its Flight URL, e.g. http://127.0.0.1:8900; for

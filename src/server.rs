@@ -86,7 +86,11 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
              `wiretrail import --server http://{flight} FILE.pcap`"
         );
     }
-    let _ = a.identities;
+    if let Some(path) = &a.identities {
+        // Checked now so a bad file fails at start; live capture (not in this build) will use it.
+        let ids = wiretrail_agent::IdentityMap::load(path)?;
+        tracing::info!(addresses = ids.len(), file = %path.display(), "identity map loaded");
+    }
     eprintln!("wiretrail is up: API http://{http}  (try: curl 'http://{http}/api/v1/entries?kfl=http')  ingest (Arrow Flight) http://{flight}  data {}", a.data.display());
     axum::serve(listener, wiretrail_query::rest::router(query))
         .with_graceful_shutdown(shutdown_signal())
