@@ -98,9 +98,10 @@ impl Server {
 
     /// SIGTERM (graceful: the server flushes) and wait for the exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
+        // The shell's built-in `kill`: no dependency on procps.
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.child.id()))
             .status()
             .unwrap();
         assert!(ok.success());
