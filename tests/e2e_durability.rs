@@ -27,6 +27,14 @@ fn acked_entries_survive_kill_9_exactly_once() {
     let all = server.all("", None, None);
     let ids: BTreeSet<&str> = all.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(all.len(), acked, "every acknowledged entry is back");
+    let metrics = reqwest::blocking::get(format!("{}/metrics", server.http))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("wiretrail_buffer_rows {acked}")),
+        "replayed rows are in the buffer:\n{metrics}"
+    );
     assert_eq!(ids.len(), acked, "and none twice");
 
     // A second owner is refused while the server runs, and nothing is damaged.

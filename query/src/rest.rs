@@ -84,10 +84,21 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+async fn metrics(State(svc): State<Arc<QueryService>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        svc.ingest().metrics_text().await,
+    )
+}
+
 /// All routes of the query service.
 pub fn router(svc: Arc<QueryService>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/entries", get(entries))
         .route("/api/v1/entries/{id}", get(entry))
         .route("/api/v1/kfl/validate", get(validate))

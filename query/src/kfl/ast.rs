@@ -1,4 +1,13 @@
-//! The KFL syntax tree. Every node keeps the character offset it started at.
+//! The KFL syntax tree. Every node keeps the character offset it started at, so that the
+//! compiler can point at the offending part of the query.
+//!
+//! `and`/`or` are n-ary (a flat list of operands) rather than binary: a long `a or b or c …`
+//! then neither builds a deep tree that recursion (or `Drop`) could overflow on, nor a deep
+//! DataFusion `Expr` (the compiler joins the operands as a balanced tree).
+//!
+//! Room for what comes later: `json()`/`xml()` are [`Node::Call`]s whose result a further
+//! path continues from, `in` already exists, a ternary would be one more variant, and
+//! `redact()` a top-level call like `limit()`.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
@@ -21,8 +30,10 @@ pub enum Seg {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    Or(Box<Node>, Box<Node>),
-    And(Box<Node>, Box<Node>),
+    /// Two or more operands.
+    Or(Vec<Node>),
+    /// Two or more operands.
+    And(Vec<Node>),
     Not(Box<Node>, usize),
     Cmp(CmpOp, Box<Node>, Box<Node>, usize),
     In(Box<Node>, Vec<Node>, usize),
@@ -34,7 +45,7 @@ pub enum Node {
     Null(usize),
     /// A dotted selector such as `request.headers["Host"]`.
     Path(Vec<Seg>, usize),
-    /// `name(args)` or `receiver.name(args)`.
+    /// `name(args)` or `receiver.name(args)`; `pos` is where the name starts.
     Call {
         name: String,
         receiver: Option<Box<Node>>,
@@ -46,7 +57,7 @@ pub enum Node {
 impl Node {
     pub fn pos(&self) -> usize {
         match self {
-            Node::Or(a, _) | Node::And(a, _) => a.pos(),
+            Node::Or(v) | Node::And(v) => v.first().map_or(0, Node::pos),
             Node::Not(_, p)
             | Node::Cmp(_, _, _, p)
             | Node::In(_, _, p)
@@ -62,7 +73,8 @@ impl Node {
     }
 }
 
-/// `request.headers["X"]` → `request.headers["X"]`, for messages and field lookup.
+/// `[Field("request"), Field("headers"), Key("X")]` → `request.headers["X"]`, for messages and
+/// field lookup.
 pub fn path_string(segs: &[Seg]) -> String {
     let mut s = String::new();
     for (i, seg) in segs.iter().enumerate() {

@@ -1,8 +1,11 @@
 //! KFL syntax tree → DataFusion `Expr`.
 //!
-//! Every predicate compiles to a non-NULL boolean: a comparison on a missing (NULL) field or
-//! header is `false`, so `!` behaves as people expect. Guards are written as
-//! `col IS NOT NULL AND col <op> literal`, which Parquet statistics can still prune on.
+//! Every condition compiles to a boolean that is never NULL (two-valued logic): a comparison on
+//! a missing (NULL) field or header is `false`, so `!(response.status == 200)` keeps rows that
+//! have no status. Columns are guarded as `col IS NOT NULL AND col <op> literal`, which Parquet
+//! statistics and page indexes can still prune on (`coalesce(…, false)` would hide the column
+//! from pruning); computed values such as a header lookup use `(…) IS TRUE` instead, so that the
+//! lookup runs once per row.
 
 use std::ops::Not;
 
@@ -12,6 +15,7 @@ use datafusion::functions::expr_fn::{contains, ends_with, regexp_like, starts_wi
 use datafusion::logical_expr::{cast, Expr};
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
+use wiretrail_proto::schema as sc;
 
 use super::ast::{path_string, CmpOp, Node, Seg};
 use super::fields::{resolve, suggest, Field, Kind, MACROS};
@@ -19,15 +23,49 @@ use super::{udf, KflError};
 
 const HELPERS: &str = "use startsWith, endsWith, contains or matches";
 
+/// How a field's predicate is kept from being NULL.
+#[derive(Clone)]
+enum Guard {
+    /// The column is never NULL.
+    None,
+    /// `col IS NOT NULL AND pred` (prunable); holds `col`.
+    NotNull(Expr),
+    /// `pred IS TRUE`, for computed values.
+    IsTrue,
+}
+
+/// A field as an operand.
+struct FieldVal {
+    expr: Expr,
+    kind: Kind,
+    guard: Guard,
+    /// `ts`: literals become timestamps.
+    time: bool,
+    /// `protocol`: string literals are normalized (`"HTTP/2"` → `"http2"`).
+    protocol: bool,
+}
+
+impl FieldVal {
+    fn guarded(&self, pred: Expr) -> Expr {
+        match &self.guard {
+            Guard::None => pred,
+            Guard::NotNull(c) => c.clone().is_not_null().and(pred),
+            Guard::IsTrue => pred.is_true(),
+        }
+    }
+
+    fn is_null(&self) -> Expr {
+        match &self.guard {
+            Guard::None => lit(false),
+            Guard::NotNull(c) => c.clone().is_null(),
+            Guard::IsTrue => self.expr.clone().is_null(),
+        }
+    }
+}
+
 /// A compiled operand.
 enum Val {
-    /// A field: its expression, kind, and the guard that is true when it is present.
-    Field {
-        expr: Expr,
-        kind: Kind,
-        present: Option<Expr>,
-        time: bool,
-    },
+    Field(FieldVal),
     Int(i64),
     Float(f64),
     Str(String),
@@ -36,7 +74,7 @@ enum Val {
     Regex(String),
     /// Epoch milliseconds from datetime(), now(), minutes(n) …
     Time(i64),
-    /// A boolean condition (a helper call or a nested comparison).
+    /// A condition (a macro, a helper call, `!x`, a parenthesized comparison).
     Pred(Expr),
 }
 
@@ -50,13 +88,6 @@ fn ts_lit(ms: i64) -> Expr {
         Some(ms.saturating_mul(1000)),
         Some("UTC".into()),
     ))
-}
-
-fn guard(present: &Option<Expr>, pred: Expr) -> Expr {
-    match present {
-        Some(p) => p.clone().and(pred),
-        None => pred,
-    }
 }
 
 fn flip(op: CmpOp) -> CmpOp {
@@ -80,19 +111,56 @@ fn apply(op: CmpOp, a: Expr, b: Expr) -> Expr {
     }
 }
 
-/// `datetime()` layout of KFL v1: `1/2/2006, 3:04:05.000 PM` (UTC).
+/// Joins operands as a balanced tree, so that a long `or` chain stays shallow for DataFusion's
+/// recursive rewrites.
+fn balanced(mut v: Vec<Expr>, join: fn(Expr, Expr) -> Expr) -> Expr {
+    match v.len() {
+        0 => lit(true),
+        1 => v.pop().unwrap_or(lit(true)),
+        n => {
+            let right = v.split_off(n / 2);
+            join(balanced(v, join), balanced(right, join))
+        }
+    }
+}
+
+/// Stored protocol names are lowercase (`http`, `http2`, `graphql` …); v1 compared
+/// `protocol.abbr` with `"HTTP"`, `"HTTP/2"`, `"gRPC"`, `"GQL"`, so literals are mapped.
+fn protocol_value(s: &str) -> String {
+    let l = s.trim().to_ascii_lowercase();
+    match l.as_str() {
+        "http/1.0" | "http/1.1" | "http/1" | "http1" => "http".into(),
+        "http/2" | "http/2.0" | "h2" => "http2".into(),
+        "gql" => "graphql".into(),
+        "postgresql" | "pg" => "postgres".into(),
+        _ => l,
+    }
+}
+
+/// `datetime()` layout of KFL v1: `1/2/2006, 3:04:05.000 PM` (UTC). The milliseconds may be
+/// left out (v1 then silently matched everything; we accept it).
 pub fn parse_v1_datetime(s: &str) -> Option<i64> {
-    NaiveDateTime::parse_from_str(s.trim(), "%m/%d/%Y, %I:%M:%S%.f %p")
+    let s = s.trim();
+    NaiveDateTime::parse_from_str(s, "%m/%d/%Y, %I:%M:%S%.f %p")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%m/%d/%Y, %I:%M:%S %p"))
         .ok()
         .map(|t| t.and_utc().timestamp_millis())
 }
 
+/// A time literal: RFC 3339, the v1 `datetime()` layout, or epoch milliseconds.
 fn parse_time_str(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
+    DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.timestamp_millis())
         .ok()
         .or_else(|| parse_v1_datetime(s))
         .or_else(|| s.trim().parse::<i64>().ok())
+}
+
+fn regex_error(e: &regex::Error) -> String {
+    format!(
+        "invalid regular expression: {}",
+        e.to_string().lines().last().unwrap_or("").trim()
+    )
 }
 
 impl Compiler<'_> {
@@ -103,7 +171,13 @@ impl Compiler<'_> {
     /// The top level: `limit(n)` may appear as one of the `and`-joined conditions.
     pub fn top(&self, node: &Node) -> Result<(Option<Expr>, Option<usize>), KflError> {
         let mut conjuncts = Vec::new();
-        flatten_and(node, &mut conjuncts);
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            match n {
+                Node::And(items) => stack.extend(items.iter().rev()),
+                other => conjuncts.push(other),
+            }
+        }
         let mut limit = None;
         let mut exprs = Vec::new();
         for c in conjuncts {
@@ -116,7 +190,10 @@ impl Compiler<'_> {
             {
                 if name == "limit" {
                     match args.as_slice() {
-                        [Node::Int(n, _)] if *n > 0 => limit = Some(*n as usize),
+                        [Node::Int(n, _)] if *n > 0 => {
+                            let n = usize::try_from(*n).unwrap_or(usize::MAX);
+                            limit = Some(limit.map_or(n, |l: usize| l.min(n)));
+                        }
                         _ => return self.err(*pos, "limit(n) takes one positive whole number"),
                     }
                     continue;
@@ -124,36 +201,29 @@ impl Compiler<'_> {
             }
             exprs.push(self.cond(c)?);
         }
-        Ok((exprs.into_iter().reduce(Expr::and), limit))
+        let filter = (!exprs.is_empty()).then(|| balanced(exprs, Expr::and));
+        Ok((filter, limit))
     }
 
     /// A node used as a condition.
     pub fn cond(&self, node: &Node) -> Result<Expr, KflError> {
         match node {
-            Node::Or(a, b) => Ok(self.cond(a)?.or(self.cond(b)?)),
-            Node::And(a, b) => Ok(self.cond(a)?.and(self.cond(b)?)),
+            Node::Or(items) => Ok(balanced(self.conds(items)?, Expr::or)),
+            Node::And(items) => Ok(balanced(self.conds(items)?, Expr::and)),
             Node::Not(a, _) => Ok(self.cond(a)?.not()),
             Node::Bool(b, _) => Ok(lit(*b)),
             Node::Cmp(op, l, r, pos) => self.compare(*op, l, r, *pos),
-            Node::In(l, items, pos) => self.is_in(l, items, *pos),
-            Node::Path(segs, pos) => {
-                if let [Seg::Field(name)] = segs.as_slice() {
-                    if let Some((_, proto)) = MACROS.iter().find(|(m, _)| m == name) {
-                        return Ok(col("protocol").eq(lit(*proto)));
-                    }
-                }
-                match self.operand(node)? {
-                    Val::Field { expr, kind, present, time } => Ok(if time {
-                        lit(true)
-                    } else {
-                        match kind {
-                            Kind::Str => guard(&present, cast(expr, DataType::Utf8).not_eq(lit(""))),
-                            Kind::Int => guard(&present, expr.gt(lit(0i64))),
-                        }
-                    }),
-                    _ => self.err(*pos, "expected a condition"),
-                }
-            }
+            Node::In(l, items, _) => self.is_in(l, items),
+            Node::Path(segs, pos) => match self.operand(node)? {
+                Val::Pred(e) => Ok(e),
+                Val::Field(f) if f.time => Ok(lit(true)),
+                // Truthiness as in v1: present and non-empty / greater than zero.
+                Val::Field(f) => Ok(match f.kind {
+                    Kind::Str => f.guarded(f.expr.clone().not_eq(lit(""))),
+                    Kind::Int => f.guarded(f.expr.clone().gt(lit(0i64))),
+                }),
+                _ => self.err(*pos, &format!("`{}` is not a condition", path_string(segs))),
+            },
             Node::Call { name, pos, .. } => match self.operand(node)? {
                 Val::Pred(e) => Ok(e),
                 _ if name == "limit" => self.err(*pos, "limit(n) must be joined to the rest of the query with `and` at the top level"),
@@ -163,11 +233,14 @@ impl Compiler<'_> {
         }
     }
 
-    fn field(&self, segs: &[Seg], pos: usize) -> Result<Val, KflError> {
+    fn conds(&self, items: &[Node]) -> Result<Vec<Expr>, KflError> {
+        items.iter().map(|n| self.cond(n)).collect()
+    }
+
+    fn field(&self, segs: &[Seg], pos: usize) -> Result<FieldVal, KflError> {
         let f = resolve(segs).map_err(|msg| {
-            let name = path_string(segs);
             let mut e = KflError::at(self.query, pos, &msg);
-            e.suggestion = suggest(&name);
+            e.suggestion = suggest(&path_string(segs));
             if let Some(s) = &e.suggestion {
                 e.message = format!("{msg}; did you mean `{s}`?");
             }
@@ -178,44 +251,45 @@ impl Compiler<'_> {
                 name,
                 kind,
                 nullable,
-            } => {
-                let c = col(name);
-                Val::Field {
-                    present: nullable.then(|| c.clone().is_not_null()),
-                    expr: c,
-                    kind,
-                    time: false,
-                }
-            }
-            Field::Header { response, name } => {
-                let m = col(if response {
-                    "response_headers"
+            } => FieldVal {
+                expr: col(name),
+                kind,
+                guard: if nullable {
+                    Guard::NotNull(col(name))
                 } else {
-                    "request_headers"
-                });
-                let e = udf::header_get().call(vec![m, lit(name)]);
-                Val::Field {
-                    present: Some(e.clone().is_not_null()),
-                    expr: e,
-                    kind: Kind::Str,
-                    time: false,
-                }
-            }
-            Field::Timestamp => Val::Field {
-                expr: col("ts"),
-                kind: Kind::Int,
-                present: None,
-                time: true,
+                    Guard::None
+                },
+                time: false,
+                protocol: name == sc::PROTOCOL,
             },
-            Field::ElapsedMs => {
-                let c = col("elapsed_us");
-                Val::Field {
-                    present: Some(c.clone().is_not_null()),
-                    expr: c / lit(1000i64),
-                    kind: Kind::Int,
+            Field::Header { response, name } => {
+                let map = col(if response {
+                    sc::RESPONSE_HEADERS
+                } else {
+                    sc::REQUEST_HEADERS
+                });
+                FieldVal {
+                    expr: udf::header_get().call(vec![map, lit(name)]),
+                    kind: Kind::Str,
+                    guard: Guard::IsTrue,
                     time: false,
+                    protocol: false,
                 }
             }
+            Field::Timestamp => FieldVal {
+                expr: col(sc::TS),
+                kind: Kind::Int,
+                guard: Guard::None,
+                time: true,
+                protocol: false,
+            },
+            Field::ElapsedMs => FieldVal {
+                expr: col(sc::ELAPSED_US) / lit(1000i64),
+                kind: Kind::Int,
+                guard: Guard::NotNull(col(sc::ELAPSED_US)),
+                time: false,
+                protocol: false,
+            },
         })
     }
 
@@ -228,23 +302,17 @@ impl Compiler<'_> {
             Node::Null(_) => Val::Null,
             Node::Regex(r, pos) => {
                 if let Err(e) = regex::Regex::new(r) {
-                    return self.err(
-                        *pos,
-                        &format!(
-                            "invalid regular expression: {}",
-                            e.to_string().lines().last().unwrap_or("")
-                        ),
-                    );
+                    return self.err(*pos, &regex_error(&e));
                 }
                 Val::Regex(r.clone())
             }
             Node::Path(segs, pos) => {
                 if let [Seg::Field(name)] = segs.as_slice() {
-                    if MACROS.iter().any(|(m, _)| m == name) {
-                        return Ok(Val::Pred(self.cond(node)?));
+                    if let Some((_, proto)) = MACROS.iter().find(|(m, _)| m == name) {
+                        return Ok(Val::Pred(col(sc::PROTOCOL).eq(lit(*proto))));
                     }
                 }
-                self.field(segs, *pos)?
+                Val::Field(self.field(segs, *pos)?)
             }
             Node::Call {
                 name,
@@ -271,10 +339,13 @@ impl Compiler<'_> {
         pos: usize,
     ) -> Result<Val, KflError> {
         if let Some(recv) = receiver {
-            let Val::Field { expr, present, .. } = self.operand(recv)? else {
+            let Val::Field(f) = self.operand(recv)? else {
                 return self.err(pos, &format!("{name}() must be called on a field"));
             };
-            let text = cast(expr, DataType::Utf8);
+            if matches!(name, "json" | "xml") {
+                return self.err(pos, &format!("{name}() is not supported yet"));
+            }
+            let text = cast(f.expr.clone(), DataType::Utf8);
             let arg = self.string_arg(name, args, pos)?;
             let pred = match name {
                 "startsWith" | "starts_with" => starts_with(text, lit(arg)),
@@ -282,29 +353,25 @@ impl Compiler<'_> {
                 "contains" => contains(text, lit(arg)),
                 "matches" => {
                     if let Err(e) = regex::Regex::new(&arg) {
-                        return self.err(
-                            pos,
-                            &format!(
-                                "invalid regular expression: {}",
-                                e.to_string().lines().last().unwrap_or("")
-                            ),
-                        );
+                        return self.err(args[0].pos(), &regex_error(&e));
                     }
                     regexp_like(text, lit(arg), None)
                 }
-                "json" | "xml" => return self.err(pos, &format!("{name}() is not supported yet")),
                 other => return self.err(pos, &format!("unknown helper `{other}()`: {HELPERS}")),
             };
-            return Ok(Val::Pred(guard(&present, pred)));
+            return Ok(Val::Pred(f.guarded(pred)));
         }
-        let num = |unit_ms: i64| -> Result<Val, KflError> {
+        let ago = |unit_ms: i64| -> Result<Val, KflError> {
             match args {
-                [Node::Int(n, _)] => Ok(Val::Time(self.now_ms - n.saturating_mul(unit_ms))),
+                [Node::Int(n, _)] => Ok(Val::Time(
+                    self.now_ms.saturating_sub(n.saturating_mul(unit_ms)),
+                )),
                 _ => self.err(pos, &format!("{name}(n) takes one whole number")),
             }
         };
         match name {
             "now" if args.is_empty() => Ok(Val::Time(self.now_ms)),
+            "now" => self.err(pos, "now() takes no arguments"),
             "datetime" => {
                 let s = self.string_arg(name, args, pos)?;
                 match parse_time_str(&s) {
@@ -317,7 +384,7 @@ impl Compiler<'_> {
             }
             "timestamp" => {
                 let s = self.string_arg(name, args, pos)?;
-                match DateTime::parse_from_rfc3339(&s) {
+                match DateTime::parse_from_rfc3339(s.trim()) {
                     Ok(t) => Ok(Val::Time(t.timestamp_millis())),
                     Err(_) => self.err(
                         pos,
@@ -325,50 +392,50 @@ impl Compiler<'_> {
                     ),
                 }
             }
-            "seconds" => num(1_000),
-            "minutes" => num(60_000),
-            "hours" => num(3_600_000),
-            "days" => num(86_400_000),
-            "weeks" => num(7 * 86_400_000),
-            "months" => num(30 * 86_400_000),
-            "years" => num(365 * 86_400_000),
+            "seconds" => ago(1_000),
+            "minutes" => ago(60_000),
+            "hours" => ago(3_600_000),
+            "days" => ago(86_400_000),
+            "weeks" => ago(7 * 86_400_000),
+            "months" => ago(30 * 86_400_000),
+            "years" => ago(365 * 86_400_000),
             "limit" => Ok(Val::Bool(true)),
             other => self.err(pos, &format!("unknown function `{other}()`")),
         }
     }
 
-    /// A literal as a value of the field's kind.
-    fn coerce(&self, kind: Kind, time: bool, v: Val, pos: usize) -> Result<Expr, KflError> {
-        if time {
+    /// A literal as a value of the field's type.
+    fn coerce(&self, f: &FieldVal, v: Val, pos: usize) -> Result<Expr, KflError> {
+        if f.time {
             return match v {
-                Val::Int(ms) => Ok(ts_lit(ms)),
+                Val::Int(ms) | Val::Time(ms) => Ok(ts_lit(ms)),
                 Val::Float(ms) => Ok(ts_lit(ms as i64)),
-                Val::Time(ms) => Ok(ts_lit(ms)),
                 Val::Str(s) => match parse_time_str(&s) {
                     Some(ms) => Ok(ts_lit(ms)),
                     None => self.err(pos, &format!("cannot read {s:?} as a time: use epoch milliseconds, RFC 3339 or datetime(\"1/2/2006, 3:04:05.000 PM\")")),
                 },
-                _ => self.err(pos, "timestamp compares with a time"),
+                _ => self.err(pos, "timestamp compares with a time: epoch milliseconds, RFC 3339 or datetime(…)"),
             };
         }
-        match (kind, v) {
-            (Kind::Int, Val::Int(i)) => Ok(lit(i)),
-            (Kind::Int, Val::Float(f)) => Ok(lit(f)),
+        match (f.kind, v) {
+            (Kind::Int, Val::Int(i) | Val::Time(i)) => Ok(lit(i)),
+            (Kind::Int, Val::Float(x)) => Ok(lit(x)),
             (Kind::Int, Val::Str(s)) => match (s.trim().parse::<i64>(), s.trim().parse::<f64>()) {
                 (Ok(i), _) => Ok(lit(i)),
-                (_, Ok(f)) => Ok(lit(f)),
+                (_, Ok(x)) if x.is_finite() => Ok(lit(x)),
                 _ => self.err(
                     pos,
                     &format!("this field is a number; {s:?} is not (a regex needs r\"…\")"),
                 ),
             },
+            (Kind::Str, Val::Str(s)) if f.protocol => Ok(lit(protocol_value(&s))),
             (Kind::Str, Val::Str(s)) => Ok(lit(s)),
-            (Kind::Str, Val::Int(i)) => Ok(lit(i.to_string())),
-            (Kind::Str, Val::Float(f)) => Ok(lit(f.to_string())),
-            (Kind::Str, Val::Bool(b)) => Ok(lit(b.to_string())),
-            (_, Val::Time(ms)) => Ok(lit(ms)),
+            (Kind::Str, Val::Int(i) | Val::Time(i)) => Ok(lit(i.to_string())),
+            (Kind::Str, Val::Float(x)) => Ok(lit(x.to_string())),
             (_, Val::Bool(_)) => self.err(pos, "this field is not a boolean"),
-            _ => self.err(pos, "cannot compare these"),
+            (_, Val::Regex(_)) => self.err(pos, "a regex can only be used with == or !="),
+            (_, Val::Null) => self.err(pos, "nil can only be used with == or !="),
+            _ => self.err(pos, "compare a field with a value"),
         }
     }
 
@@ -376,67 +443,58 @@ impl Compiler<'_> {
         let (mut a, mut b) = (self.operand(l)?, self.operand(r)?);
         let mut op = op;
         let (mut apos, mut bpos) = (l.pos(), r.pos());
-        if !matches!(a, Val::Field { .. } | Val::Pred(_))
-            && matches!(b, Val::Field { .. } | Val::Pred(_))
-        {
+        let is_subject = |v: &Val| matches!(v, Val::Field(_) | Val::Pred(_));
+        if !is_subject(&a) && is_subject(&b) {
             std::mem::swap(&mut a, &mut b);
             std::mem::swap(&mut apos, &mut bpos);
             op = flip(op);
         }
         match (a, b) {
-            (
-                Val::Field {
-                    expr,
-                    kind,
-                    present,
-                    time,
-                },
-                b,
-            ) => match b {
-                Val::Regex(re) => {
-                    let m = regexp_like(cast(expr, DataType::Utf8), lit(re), None);
-                    match op {
-                        CmpOp::Eq => Ok(guard(&present, m)),
-                        CmpOp::Ne => Ok(guard(&present, m.not())),
-                        _ => self.err(pos, "a regex can only be compared with == or !="),
-                    }
+            (Val::Field(f), Val::Regex(re)) => {
+                let m = regexp_like(cast(f.expr.clone(), DataType::Utf8), lit(re), None);
+                match op {
+                    CmpOp::Eq => Ok(f.guarded(m)),
+                    CmpOp::Ne => Ok(f.guarded(m.not())),
+                    _ => self.err(pos, "a regex can only be compared with == or !="),
                 }
-                Val::Null => match op {
-                    CmpOp::Eq => Ok(present.map(|p| p.not()).unwrap_or(lit(false))),
-                    CmpOp::Ne => Ok(present.unwrap_or(lit(true))),
-                    _ => self.err(pos, "nil can only be compared with == or !="),
-                },
-                Val::Field {
-                    expr: e2,
-                    kind: k2,
-                    present: p2,
-                    ..
-                } => {
-                    let (x, y) = if kind == k2 {
-                        (expr, e2)
-                    } else {
-                        (cast(expr, DataType::Utf8), cast(e2, DataType::Utf8))
-                    };
-                    let both = match (present, p2) {
-                        (Some(p), Some(q)) => Some(p.and(q)),
-                        (p, q) => p.or(q),
-                    };
-                    Ok(guard(&both, apply(op, x, y)))
-                }
-                Val::Pred(p) => {
-                    let _ = p;
-                    self.err(bpos, "compare a field with a value")
-                }
-                lit_val => {
-                    let v = self.coerce(kind, time, lit_val, bpos)?;
-                    Ok(guard(&present, apply(op, expr, v)))
-                }
+            }
+            (Val::Field(f), Val::Null) => match op {
+                CmpOp::Eq => Ok(f.is_null()),
+                CmpOp::Ne => Ok(f.is_null().not()),
+                _ => self.err(pos, "nil can only be compared with == or !="),
             },
+            (Val::Field(f), Val::Field(g)) => {
+                let (x, y) = if f.kind == g.kind && f.time == g.time {
+                    (f.expr, g.expr)
+                } else {
+                    (cast(f.expr, DataType::Utf8), cast(g.expr, DataType::Utf8))
+                };
+                let pred = apply(op, x, y);
+                Ok(match (&f.guard, &g.guard) {
+                    (Guard::None, Guard::None) => pred,
+                    _ => pred.is_true(),
+                })
+            }
+            (Val::Field(_), Val::Pred(_)) => {
+                self.err(bpos, "compare a field with a value, not with a condition")
+            }
+            (Val::Field(f), v) => {
+                let v = self.coerce(&f, v, bpos)?;
+                Ok(f.guarded(apply(op, f.expr.clone(), v)))
+            }
             (Val::Pred(p), Val::Bool(b)) => match op {
                 CmpOp::Eq => Ok(p.eq(lit(b))),
                 CmpOp::Ne => Ok(p.not_eq(lit(b))),
                 _ => self.err(pos, "conditions compare only with == or !="),
             },
+            (Val::Pred(_), _) => {
+                let why = if matches!(l, Node::Not(..)) {
+                    "`!` applies to the value right after it: write `!(a == b)` to negate a comparison"
+                } else {
+                    "a condition can only be compared with true or false"
+                };
+                self.err(apos, why)
+            }
             _ => self.err(
                 apos,
                 "a comparison needs a field on one side, e.g. `response.status >= 400`",
@@ -444,14 +502,8 @@ impl Compiler<'_> {
         }
     }
 
-    fn is_in(&self, l: &Node, items: &[Node], pos: usize) -> Result<Expr, KflError> {
-        let Val::Field {
-            expr,
-            kind,
-            present,
-            time,
-        } = self.operand(l)?
-        else {
+    fn is_in(&self, l: &Node, items: &[Node]) -> Result<Expr, KflError> {
+        let Val::Field(f) = self.operand(l)? else {
             return self.err(
                 l.pos(),
                 "`in` needs a field on its left, e.g. `protocol in [\"http\", \"dns\"]`",
@@ -463,19 +515,8 @@ impl Compiler<'_> {
         let mut list = Vec::new();
         for it in items {
             let v = self.operand(it)?;
-            list.push(self.coerce(kind, time, v, it.pos())?);
+            list.push(self.coerce(&f, v, it.pos())?);
         }
-        let _ = pos;
-        Ok(guard(&present, expr.in_list(list, false)))
-    }
-}
-
-fn flatten_and<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
-    match n {
-        Node::And(a, b) => {
-            flatten_and(a, out);
-            flatten_and(b, out);
-        }
-        other => out.push(other),
+        Ok(f.guarded(f.expr.clone().in_list(list, false)))
     }
 }

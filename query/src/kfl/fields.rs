@@ -1,6 +1,8 @@
 //! KFL selectors → entry columns. v1 names (`response.status`, `src.name`) and KFL2 flat
 //! names (`status_code`, `dst.pod.namespace`) resolve to the same promoted columns.
 
+use wiretrail_proto::schema as sc;
+
 use super::ast::{path_string, Seg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +49,17 @@ const fn col(name: &'static str, kind: Kind, nullable: bool) -> Field {
     }
 }
 
-/// (KFL names, field). The first name of each row is the one suggested in errors.
+/// (KFL names, field). The first name of each row is the one suggested in errors. Identity
+/// columns (`src_name` …) have no constant in the schema module (they are built from
+/// `IDENTITY_ATTRS`); a test checks that every column named here exists.
 const NAMES: &[(&[&str], Field)] = &[
     (
         &["protocol", "protocol.name", "protocol.abbr"],
-        col("protocol", Kind::Str, false),
+        col(sc::PROTOCOL, Kind::Str, false),
     ),
     (
         &["request.method", "method"],
-        col("method", Kind::Str, true),
+        col(sc::METHOD, Kind::Str, true),
     ),
     (
         &[
@@ -66,34 +70,37 @@ const NAMES: &[(&[&str], Field)] = &[
             "request.questions[0].name",
             "dns_question",
         ],
-        col("path", Kind::Str, true),
+        col(sc::PATH, Kind::Str, true),
     ),
     (
         &["response.status", "status_code", "status", "response.code"],
-        col("status", Kind::Int, true),
+        col(sc::STATUS, Kind::Int, true),
     ),
     (
         &["response.statusText", "status_text"],
-        col("status_text", Kind::Str, true),
+        col(sc::STATUS_TEXT, Kind::Str, true),
     ),
     (
         &["requestSize", "request_size", "request.size"],
-        col("request_size", Kind::Int, false),
+        col(sc::REQUEST_SIZE, Kind::Int, false),
     ),
     (
         &["responseSize", "response_size", "response.size"],
-        col("response_size", Kind::Int, false),
+        col(sc::RESPONSE_SIZE, Kind::Int, false),
     ),
     (
         &["node.name", "node", "node_name"],
-        col("node", Kind::Str, false),
+        col(sc::NODE, Kind::Str, false),
     ),
-    (&["capture"], col("capture", Kind::Str, false)),
-    (&["elapsed_us"], col("elapsed_us", Kind::Int, true)),
+    (&["capture"], col(sc::CAPTURE, Kind::Str, false)),
+    (&["elapsed_us"], col(sc::ELAPSED_US, Kind::Int, true)),
     (&["timestamp"], Field::Timestamp),
     (&["elapsedTime", "elapsed_time"], Field::ElapsedMs),
-    (&["src.ip", "src_ip"], col("src_ip", Kind::Str, false)),
-    (&["src.port", "src_port"], col("src_port", Kind::Int, false)),
+    (&["src.ip", "src_ip"], col(sc::SRC_IP, Kind::Str, false)),
+    (
+        &["src.port", "src_port"],
+        col(sc::SRC_PORT, Kind::Int, false),
+    ),
     (&["src.name", "src_name"], col("src_name", Kind::Str, false)),
     (
         &[
@@ -120,8 +127,11 @@ const NAMES: &[(&[&str], Field)] = &[
         &["src.node", "src.node.name", "src_node"],
         col("src_node", Kind::Str, true),
     ),
-    (&["dst.ip", "dst_ip"], col("dst_ip", Kind::Str, false)),
-    (&["dst.port", "dst_port"], col("dst_port", Kind::Int, false)),
+    (&["dst.ip", "dst_ip"], col(sc::DST_IP, Kind::Str, false)),
+    (
+        &["dst.port", "dst_port"],
+        col(sc::DST_PORT, Kind::Int, false),
+    ),
     (&["dst.name", "dst_name"], col("dst_name", Kind::Str, false)),
     (
         &[
@@ -172,12 +182,16 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The closest known name, if one is close enough to be a typo.
+/// The closest known name (v1 or KFL2 spelling, whichever is nearer), if one is close enough
+/// to be a typo. Names longer than any known one are not compared (the distance is quadratic).
 pub fn suggest(name: &str) -> Option<String> {
+    if name.chars().count() > 64 {
+        return None;
+    }
     let lower = name.to_ascii_lowercase();
     NAMES
         .iter()
-        .map(|(names, _)| names[0])
+        .flat_map(|(names, _)| names.iter().copied())
         .chain(["request.headers", "response.headers"])
         .chain(MACROS.iter().map(|(m, _)| *m))
         .map(|k| (levenshtein(&lower, &k.to_ascii_lowercase()), k))
@@ -202,4 +216,30 @@ pub fn resolve(segs: &[Seg]) -> Result<Field, String> {
         .find(|(names, _)| names.contains(&path.as_str()))
         .map(|(_, f)| f.clone())
         .ok_or_else(|| format!("unknown field `{path}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_exists_in_the_schema() {
+        let schema = sc::entry_schema();
+        for (names, f) in NAMES {
+            if let Field::Column { name, .. } = f {
+                assert!(schema.field_with_name(name).is_ok(), "{names:?} → {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest("respons.status").as_deref(),
+            Some("response.status")
+        );
+        assert_eq!(suggest("status_cod").as_deref(), Some("status_code"));
+        assert_eq!(suggest("dst.namespac").as_deref(), Some("dst.namespace"));
+        assert_eq!(suggest("completely.unrelated.thing"), None);
+    }
 }

@@ -69,9 +69,14 @@ pub fn describe(t: &Tok) -> String {
     }
 }
 
-/// Reads a quoted string starting at `chars[i]` (the quote). Backslash escapes `\"`, `\\`,
-/// `\n`, `\t`; any other backslash is kept as written (so regexes like `\d` need no doubling).
-fn string(chars: &[char], i: usize, query: &str) -> Result<(String, usize), KflError> {
+/// Reads a quoted string starting at `chars[i]` (the quote); returns its text and the index after
+/// the closing quote.
+///
+/// Escapes, chosen to stay close to v1 (which kept backslashes as written): in a plain string
+/// `\<quote>` is the quote and `\\` one backslash; in a regex (`raw`) only `\<quote>` is
+/// rewritten and `\\` stays two characters (the regex escape for a backslash). Every other
+/// backslash is kept as written, so `"\d+"` and `r"\d+"` are the same regex.
+fn string(chars: &[char], i: usize, query: &str, raw: bool) -> Result<(String, usize), KflError> {
     let quote = chars[i];
     let mut out = String::new();
     let mut j = i + 1;
@@ -81,9 +86,7 @@ fn string(chars: &[char], i: usize, query: &str) -> Result<(String, usize), KflE
             '\\' if j + 1 < chars.len() => {
                 match chars[j + 1] {
                     c if c == quote => out.push(c),
-                    '\\' => out.push('\\'),
-                    'n' => out.push('\n'),
-                    't' => out.push('\t'),
+                    '\\' if !raw => out.push('\\'),
                     other => {
                         out.push('\\');
                         out.push(other);
@@ -118,11 +121,11 @@ pub fn lex(query: &str) -> Result<Vec<Token>, KflError> {
         } else if (c == 'r' || c == 'R')
             && matches!(chars.get(i + 1), Some('"') | Some('\'') | Some('`'))
         {
-            let (s, end) = string(&chars, i + 1, query)?;
+            let (s, end) = string(&chars, i + 1, query, true)?;
             i = end;
             Tok::Regex(s)
         } else if c == '"' || c == '\'' || c == '`' {
-            let (s, end) = string(&chars, i, query)?;
+            let (s, end) = string(&chars, i, query, false)?;
             i = end;
             Tok::Str(s)
         } else if c.is_ascii_digit() {

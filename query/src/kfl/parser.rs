@@ -1,17 +1,19 @@
 //! Recursive-descent KFL parser. Precedence, loosest first: `or`/`||`, `and`/`&&`,
-//! `!`/`not`, comparisons (`==` `!=` `<` `<=` `>` `>=` `in`), then literals, selectors and
-//! calls. Nesting is limited so that a hostile query cannot exhaust the stack.
+//! comparisons (`==` `!=` `<` `<=` `>` `>=` `in`, not chainable), `!`/`not` and unary `-`,
+//! then literals, selectors and calls. `and`/`or` chains are read in a loop into one n-ary
+//! node; only parentheses, `!` and call arguments recurse, and their nesting is limited so
+//! that a hostile query cannot exhaust the stack.
 
 use super::ast::{CmpOp, Node, Seg};
 use super::lexer::{describe, Tok, Token};
-use super::KflError;
-
-const MAX_DEPTH: usize = 128;
+use super::{KflError, MAX_DEPTH, MAX_TERMS};
 
 pub struct Parser<'q> {
     toks: Vec<Token>,
     i: usize,
     depth: usize,
+    /// Values read so far, against [`MAX_TERMS`].
+    terms: usize,
     query: &'q str,
 }
 
@@ -21,6 +23,7 @@ impl<'q> Parser<'q> {
             toks,
             i: 0,
             depth: 0,
+            terms: 0,
             query,
         }
     }
@@ -82,34 +85,23 @@ impl<'q> Parser<'q> {
     }
 
     fn or(&mut self) -> Result<Node, KflError> {
-        let mut left = self.and()?;
+        let first = self.and()?;
+        let mut items = vec![first];
         while self.is_word("or") || *self.peek() == Tok::OrOr {
             self.bump();
-            let right = self.and()?;
-            left = Node::Or(Box::new(left), Box::new(right));
+            items.push(self.and()?);
         }
-        Ok(left)
+        Ok(join(items, Node::Or))
     }
 
     fn and(&mut self) -> Result<Node, KflError> {
-        let mut left = self.not()?;
+        let first = self.cmp()?;
+        let mut items = vec![first];
         while self.is_word("and") || *self.peek() == Tok::AndAnd {
             self.bump();
-            let right = self.not()?;
-            left = Node::And(Box::new(left), Box::new(right));
+            items.push(self.cmp()?);
         }
-        Ok(left)
-    }
-
-    fn not(&mut self) -> Result<Node, KflError> {
-        if *self.peek() == Tok::Not || self.is_word("not") {
-            let pos = self.bump().pos;
-            self.enter()?;
-            let inner = self.not()?;
-            self.depth -= 1;
-            return Ok(Node::Not(Box::new(inner), pos));
-        }
-        self.cmp()
+        Ok(join(items, Node::And))
     }
 
     fn cmp(&mut self) -> Result<Node, KflError> {
@@ -156,7 +148,15 @@ impl<'q> Parser<'q> {
         Ok(items)
     }
 
+    /// `!`/`not` (binds tighter than a comparison, as in v1 and CEL) and `-` before a number.
     fn unary(&mut self) -> Result<Node, KflError> {
+        if *self.peek() == Tok::Not || self.is_word("not") {
+            let pos = self.bump().pos;
+            self.enter()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Node::Not(Box::new(inner), pos));
+        }
         if *self.peek() == Tok::Minus {
             let pos = self.bump().pos;
             return match self.bump().tok {
@@ -173,6 +173,10 @@ impl<'q> Parser<'q> {
     }
 
     fn primary(&mut self) -> Result<Node, KflError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return self.err(&format!("query has more than {MAX_TERMS} values"));
+        }
         let t = self.bump();
         match t.tok {
             Tok::Int(i) => Ok(Node::Int(i, t.pos)),
@@ -274,5 +278,14 @@ impl<'q> Parser<'q> {
                 _ => return Ok(Node::Path(segs, pos)),
             }
         }
+    }
+}
+
+/// One operand stays itself; more become an n-ary node.
+fn join(mut items: Vec<Node>, make: fn(Vec<Node>) -> Node) -> Node {
+    if items.len() == 1 {
+        items.pop().unwrap_or(Node::Bool(true, 0))
+    } else {
+        make(items)
     }
 }

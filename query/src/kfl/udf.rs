@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray, StringBuilder};
+use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{
@@ -10,8 +11,10 @@ use datafusion::logical_expr::{
 };
 
 /// `kfl_header(headers_map, name)`: the first value whose header name equals `name`
-/// ignoring ASCII case; NULL when absent. Header names are stored as captured, so a lookup of
-/// `authorization` finds `Authorization`.
+/// ignoring ASCII case; NULL when absent. Header names are stored as captured (HTTP/1.x keeps
+/// the sender's case), so a lookup of `authorization` must find `Authorization`; DataFusion's
+/// `map_extract` is exact-match, hence this function. Vectorized: one pass over the map's
+/// offsets, keys and values per batch.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct HeaderGet {
     signature: Signature,
@@ -50,22 +53,34 @@ impl ScalarUDFImpl for HeaderGet {
         let [map, name] = args.args.as_slice() else {
             return exec_err!("{HEADER_GET} takes (headers, name)");
         };
-        let ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) = name else {
-            return exec_err!("{HEADER_GET}: the header name must be a string literal");
+        let name = match name {
+            ColumnarValue::Scalar(
+                ScalarValue::Utf8(Some(n))
+                | ScalarValue::LargeUtf8(Some(n))
+                | ScalarValue::Utf8View(Some(n)),
+            ) => n.as_str(),
+            _ => return exec_err!("{HEADER_GET}: the header name must be a string literal"),
         };
         let arr: ArrayRef = match map {
             ColumnarValue::Array(a) => a.clone(),
             ColumnarValue::Scalar(s) => s.to_array_of_size(args.number_rows)?,
         };
-        let DataType::Map(_, _) = arr.data_type() else {
+        if arr.data_type() == &DataType::Null {
+            return Ok(ColumnarValue::Array(new_null_array(
+                &DataType::Utf8,
+                arr.len(),
+            )));
+        }
+        let Some(map) = arr.as_map_opt() else {
             return exec_err!(
                 "{HEADER_GET}: first argument must be a headers map, got {}",
                 arr.data_type()
             );
         };
-        let map = arr.as_map();
-        let keys = map.keys().as_string::<i32>();
-        let values = map.values().as_string::<i32>();
+        // The schema says Utf8; a reader that chose another string layout is cast back.
+        let keys = cast(map.keys(), &DataType::Utf8)?;
+        let values = cast(map.values(), &DataType::Utf8)?;
+        let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
         let offsets = map.value_offsets();
         let mut out = StringBuilder::with_capacity(map.len(), map.len() * 16);
         for row in 0..map.len() {
@@ -74,9 +89,10 @@ impl ScalarUDFImpl for HeaderGet {
                 continue;
             }
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            let found = (start..end).find(|&j| keys.value(j).eq_ignore_ascii_case(name));
+            let found = (start..end)
+                .find(|&j| keys.is_valid(j) && keys.value(j).eq_ignore_ascii_case(name));
             match found {
-                Some(j) if !values.is_null(j) => out.append_value(values.value(j)),
+                Some(j) if values.is_valid(j) => out.append_value(values.value(j)),
                 _ => out.append_null(),
             }
         }
