@@ -59,6 +59,8 @@ fn kfl_queries_match_independent_counts() {
         dns: dns_truth("cluster_mix"),
         ids: serde_json::from_str(&std::fs::read_to_string(&ids_path).unwrap()).unwrap(),
     };
+    let redis = redis_truth("cluster_mix", "6379");
+    let cmd = |c: &str| redis.iter().filter(|(x, _)| x == c).count();
     let lab_http = http_truth("http1_keepalive");
     let lab_dns = dns_truth("dns_udp");
     assert_eq!(
@@ -76,7 +78,12 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and dns", t.dns.len()),
         ("node.name == \"lab\"", lab_http.len() + lab_dns.len()),
         ("node.name == \"node-a\" and (http or dns)", t.http.len() + t.dns.len()),
-        ("node.name == \"node-a\" and !http", t.dns.len()),
+        ("node.name == \"node-a\" and !http", t.dns.len() + redis.len()),
+        ("node.name == \"node-a\" and redis", redis.len()),
+        ("redis and request.method == \"GET\"", cmd("GET")),
+        ("redis and request.method in [\"SET\", \"INCR\"]", cmd("SET") + cmd("INCR")),
+        ("redis and request.path.startsWith(\"cart:\")", redis.iter().filter(|(_, k)| k.starts_with("cart:")).count()),
+        ("redis and response.status == 1", redis_errors("cluster_mix", "6379")),
         ("node.name == \"node-a\" and http and response.status >= 400", h(&|r| status(r) >= 400)),
         ("node.name == \"node-a\" && status_code == 401", h(&|r| status(r) == 401)),
         ("node.name == \"node-a\" and response.status == \"404\"", h(&|r| status(r) == 404)),
@@ -102,7 +109,7 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and dns and request.method == \"AAAA\"", d(&|q| q.qtype == "28")),
         ("dns and request.path == \"payments\"", d(&|q| q.name == "payments")),
         ("node.name == \"node-a\" and src.namespace == \"shop\" and http", h(&|r| t.ns(&r.src) == Some("shop"))),
-        ("node.name == \"node-a\" and dst.namespace == \"infra\"", t.dns.len()),
+        ("node.name == \"node-a\" and dst.namespace == \"infra\"", t.dns.len() + redis.len()),
         ("node.name == \"node-a\" and http and src.namespace == nil", h(&|r| t.ns(&r.src).is_none())),
         ("src.name == \"reports-29384710-5hxpz\" and http", h(&|r| r.src == "127.0.10.4")),
         ("src.pod.namespace == \"shop\" && dst.service.name == \"auth\"", h(&|r| t.ns(&r.src) == Some("shop") && r.dst == "127.0.10.3")),

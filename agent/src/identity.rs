@@ -30,7 +30,8 @@ pub struct IdentityMap {
 impl IdentityMap {
     /// Reads a JSON object `{"10.0.0.1": {"pod": …, "namespace": …, "service": …,
     /// "workload": …, "node": …, "name": …}, …}`; null or missing fields are fine.
-    pub fn load(path: &Path) -> Result<Self, AgentError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, AgentError> {
+        let path = path.as_ref();
         let err = |reason: String| AgentError::Identities {
             path: path.to_path_buf(),
             reason,

@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod dissect;
 mod error;
+mod flow;
 pub mod identity;
 mod pipeline;
 pub mod reassembly;

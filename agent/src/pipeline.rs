@@ -1,24 +1,32 @@
 //! The agent pipeline for one capture source: packets in, finished entries out.
-//! decode → flow table (TCP reassembly / UDP flows) → protocol detection by content →
-//! per-connection parser → ids, addresses and identities.
+//! decode → flow table (TCP reassembly / UDP flows, see [`crate::flow`]) → protocol detection
+//! by content → per-connection parser → ids, addresses and identities.
+//!
+//! Memory is bounded: at most [`MAX_FLOWS`] live flows (the least recently active are ended
+//! early and counted), [`crate::reassembly::MAX_OUT_OF_ORDER`] buffered bytes per direction,
+//! a few KiB of probe bytes per undetected flow, and per message what each parser documents.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 
 use wiretrail_proto::{Endpoint, Entry, EntryId};
 
 use crate::capture::{decode, Decoded, LinkType, Transport};
-use crate::dissect::{registry, Dir, DissectConfig, Dissector, Parser, Probe};
+use crate::dissect::{registry, DissectConfig, Dissector};
+use crate::flow::{Addr, Env, Flow, TcpFlags};
 use crate::identity::IdentityMap;
-use crate::reassembly::{Delivery, TcpHalf};
 
-/// Bytes per direction held while the protocol of a connection is not known yet.
-const MAX_PROBE_BYTES: usize = 16 * 1024;
-/// Connections tracked at once; beyond it the least recently active one is ended early.
+/// Flows tracked at once; beyond it the least recently active ones are ended early.
 pub const MAX_FLOWS: usize = 100_000;
+/// Flows ended at once when the table is full (amortises the search for the oldest).
+const EVICT_BATCH: usize = MAX_FLOWS / 64;
 /// A connection with no packet for this long (capture time) is ended.
 const TCP_IDLE_US: i64 = 300_000_000;
 const UDP_IDLE_US: i64 = 60_000_000;
+/// How often (capture time) idle flows are looked for.
+const SWEEP_EVERY_US: i64 = 10_000_000;
+/// After FIN/RST, stray segments of the same 4-tuple (retransmissions, late ACKs with data)
+/// are counted instead of starting a bogus headless connection; a SYN always starts anew.
+const CLOSED_LINGER_US: i64 = 60_000_000;
 
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -26,6 +34,7 @@ pub struct PipelineConfig {
     pub node: String,
     /// `pcap`, `af_packet`, `ebpf`, …
     pub capture: String,
+    /// Largest decoded body kept per message; the rest is counted, not stored.
     pub body_cap: usize,
     pub identities: IdentityMap,
 }
@@ -42,23 +51,33 @@ impl Default for PipelineConfig {
 }
 
 /// What happened to every packet; nothing is dropped without being counted here.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PipelineStats {
     pub packets: u64,
     pub bytes: u64,
-    /// Not TCP/UDP over IP (ARP, ICMP, unknown link types).
+    /// Not TCP/UDP over IP (ARP, ICMP, unknown link types): the "non-IP" count.
     pub other_packets: u64,
+    /// Headers cut short or invalid: undecodable packets.
     pub malformed_packets: u64,
+    /// IP fragments that could not be used (fragments are not reassembled).
     pub ip_fragments: u64,
+    /// TCP segments after their connection closed (FIN/RST) that started nothing new.
+    pub late_packets: u64,
     pub tcp_streams: u64,
     pub udp_flows: u64,
-    /// Flows no dissector recognised.
+    /// Flows (TCP streams or UDP flows) no dissector recognised.
     pub undissected_flows: u64,
     /// Flows ended early because the flow table was full.
     pub evicted_flows: u64,
+    /// Bytes never captured (holes skipped by reassembly).
     pub gap_bytes: u64,
+    /// Bytes received more than once (retransmissions, overlaps), delivered once.
     pub duplicate_bytes: u64,
+    /// Malformed messages the dissectors resynchronised past.
     pub dissect_errors: u64,
+    /// Connections that left HTTP/1 (`101 Switching Protocols`, CONNECT tunnels).
+    pub upgraded_streams: u64,
+    /// Entries by protocol.
     pub entries: BTreeMap<String, u64>,
 }
 
@@ -68,26 +87,15 @@ impl PipelineStats {
     }
 }
 
-type Addr = (IpAddr, u16);
-type Key = (Addr, Addr);
+/// Flow key: transport (TCP or UDP) and the two endpoints in canonical order.
+type Key = (bool, Addr, Addr);
 
-enum State {
-    /// Protocol not known yet: the first bytes of each direction, in arrival order.
-    Probing(Vec<(usize, i64, Vec<u8>)>),
-    Parsing(Box<dyn Parser>),
-    Ignored,
-}
-
-struct Flow {
-    ends: [Addr; 2],
-    tcp: bool,
-    halves: [TcpHalf; 2],
-    /// Index in `ends` of the client, once known (SYN or content).
-    client: Option<usize>,
-    state: State,
-    fin: [bool; 2],
-    last_ts: i64,
-    datagrams_probed: u32,
+fn key(tcp: bool, a: Addr, b: Addr) -> (Key, usize) {
+    if a <= b {
+        ((tcp, a, b), 0)
+    } else {
+        ((tcp, b, a), 1)
+    }
 }
 
 pub struct Pipeline {
@@ -95,25 +103,26 @@ pub struct Pipeline {
     dissect: DissectConfig,
     dissectors: Vec<Box<dyn Dissector>>,
     flows: HashMap<Key, Flow>,
+    /// TCP flows closed recently, with the capture time they closed.
+    closed: HashMap<Key, i64>,
     out: Vec<Entry>,
+    /// Scratch space for one flow operation's entries.
+    scratch: Vec<Entry>,
     seq: u32,
     stats: PipelineStats,
     last_sweep: i64,
 }
 
-fn key(a: Addr, b: Addr) -> (Key, usize) {
-    if a <= b {
-        ((a, b), 0)
-    } else {
-        ((b, a), 1)
-    }
-}
-
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
+        // Ids are (time, node, sequence): starting the sequence from the clock keeps two
+        // imports of the same capture on the same node from producing the same ids.
         let seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
+            .map(|d| {
+                let n = d.as_nanos();
+                (n as u32) ^ ((n >> 32) as u32).rotate_left(16)
+            })
             .unwrap_or(0);
         Pipeline {
             dissect: DissectConfig {
@@ -122,7 +131,9 @@ impl Pipeline {
             config,
             dissectors: registry(),
             flows: HashMap::new(),
+            closed: HashMap::new(),
             out: Vec::new(),
+            scratch: Vec::new(),
             seq,
             stats: PipelineStats::default(),
             last_sweep: i64::MIN,
@@ -138,8 +149,8 @@ impl Pipeline {
         std::mem::take(&mut self.out)
     }
 
-    /// One captured frame.
-    pub fn packet(&mut self, ts: i64, link: LinkType, data: &[u8]) {
+    /// One captured frame with its capture time (µs since the epoch).
+    pub fn packet(&mut self, ts_us: i64, link: LinkType, data: &[u8]) {
         self.stats.packets += 1;
         self.stats.bytes += data.len() as u64;
         let seg = match decode(link, data) {
@@ -148,37 +159,10 @@ impl Pipeline {
             Decoded::Fragment => return self.stats.ip_fragments += 1,
             Decoded::Malformed => return self.stats.malformed_packets += 1,
         };
-        if ts.saturating_sub(self.last_sweep) > 10_000_000 {
-            self.sweep(ts);
+        if ts_us.saturating_sub(self.last_sweep) > SWEEP_EVERY_US {
+            self.sweep(ts_us);
         }
-        let (k, side) = key(seg.src, seg.dst);
-        let tcp = matches!(seg.transport, Transport::Tcp { .. });
-        if !self.flows.contains_key(&k) {
-            if self.flows.len() >= MAX_FLOWS {
-                self.evict_oldest();
-            }
-            if tcp {
-                self.stats.tcp_streams += 1;
-            } else {
-                self.stats.udp_flows += 1;
-            }
-            self.flows.insert(
-                k,
-                Flow {
-                    ends: [k.0, k.1],
-                    tcp,
-                    halves: Default::default(),
-                    client: None,
-                    state: State::Probing(Vec::new()),
-                    fin: [false; 2],
-                    last_ts: ts,
-                    datagrams_probed: 0,
-                },
-            );
-        }
-        let mut flow = self.flows.remove(&k).expect("inserted above");
-        flow.last_ts = ts;
-        let closed = match seg.transport {
+        match seg.transport {
             Transport::Tcp {
                 seq,
                 syn,
@@ -186,37 +170,10 @@ impl Pipeline {
                 fin,
                 rst,
             } => {
-                if syn {
-                    flow.halves[side].syn(seq);
-                    if flow.client.is_none() {
-                        flow.client = Some(if ack { 1 - side } else { side });
-                    }
-                }
-                let mut deliveries: Vec<(i64, Option<Vec<u8>>, u64)> = Vec::new();
-                flow.halves[side].push(seq, ts, seg.payload, &mut |d| match d {
-                    Delivery::Data(t, b) => deliveries.push((t, Some(b.to_vec()), 0)),
-                    Delivery::Gap(n) => deliveries.push((ts, None, n)),
-                });
-                for (t, bytes, gap) in deliveries {
-                    match bytes {
-                        Some(b) => self.deliver(&mut flow, side, t, &b),
-                        None => self.gap(&mut flow, side, gap),
-                    }
-                }
-                if fin {
-                    flow.fin[side] = true;
-                }
-                rst || (flow.fin[0] && flow.fin[1])
+                let flags = TcpFlags { syn, ack, fin, rst };
+                self.tcp(ts_us, seg.src, seg.dst, seq, flags, seg.payload);
             }
-            Transport::Udp => {
-                self.datagram(&mut flow, side, ts, seg.payload);
-                false
-            }
-        };
-        if closed {
-            self.end_flow(flow);
-        } else {
-            self.flows.insert(k, flow);
+            Transport::Udp => self.udp(ts_us, seg.src, seg.dst, seg.payload),
         }
     }
 
@@ -227,14 +184,94 @@ impl Pipeline {
         for f in flows {
             self.end_flow(f);
         }
+        self.closed.clear();
     }
 
+    fn tcp(&mut self, ts: i64, src: Addr, dst: Addr, seq: u32, flags: TcpFlags, payload: &[u8]) {
+        let (k, side) = key(true, src, dst);
+        let starts = flags.syn && !flags.ack;
+        if starts {
+            if let Some(old) = self.flows.get(&k) {
+                if old.is_new_connection(side, seq) {
+                    if let Some(f) = self.flows.remove(&k) {
+                        self.end_flow(f);
+                    }
+                }
+            }
+            self.closed.remove(&k);
+        }
+        if !self.flows.contains_key(&k) {
+            // Bare ACKs and FINs of connections we never saw (or just closed) start nothing.
+            if !flags.syn && payload.is_empty() {
+                return;
+            }
+            if let Some(&closed_at) = self.closed.get(&k) {
+                if !flags.syn && ts.saturating_sub(closed_at) < CLOSED_LINGER_US {
+                    self.stats.late_packets += 1;
+                    return;
+                }
+                self.closed.remove(&k);
+            }
+            self.make_room();
+            self.stats.tcp_streams += 1;
+            self.flows.insert(k, Flow::new([k.1, k.2], true, ts));
+        }
+        let Some(mut flow) = self.flows.remove(&k) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        let closed = {
+            let mut env = Env {
+                dissectors: &self.dissectors,
+                cfg: &self.dissect,
+                stats: &mut self.stats,
+                out: &mut out,
+            };
+            flow.tcp_segment(&mut env, side, ts, seq, flags, payload)
+        };
+        self.emit(&flow, &mut out);
+        self.scratch = out;
+        if closed {
+            self.closed.insert(k, ts);
+            self.end_flow(flow);
+        } else {
+            self.flows.insert(k, flow);
+        }
+    }
+
+    fn udp(&mut self, ts: i64, src: Addr, dst: Addr, payload: &[u8]) {
+        let (k, side) = key(false, src, dst);
+        if !self.flows.contains_key(&k) {
+            self.make_room();
+            self.stats.udp_flows += 1;
+            self.flows.insert(k, Flow::new([k.1, k.2], false, ts));
+        }
+        let Some(flow) = self.flows.get_mut(&k) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        let mut env = Env {
+            dissectors: &self.dissectors,
+            cfg: &self.dissect,
+            stats: &mut self.stats,
+            out: &mut out,
+        };
+        flow.datagram(&mut env, side, ts, payload);
+        let (client, ends) = (flow.client_side(), flow.ends());
+        self.decorate(client, ends, &mut out);
+        self.scratch = out;
+    }
+
+    /// Ends flows idle for longer than their timeout and forgets old closed connections.
     fn sweep(&mut self, now: i64) {
         self.last_sweep = now;
         let idle: Vec<Key> = self
             .flows
             .iter()
-            .filter(|(_, f)| now - f.last_ts > if f.tcp { TCP_IDLE_US } else { UDP_IDLE_US })
+            .filter(|(_, f)| {
+                let limit = if f.tcp { TCP_IDLE_US } else { UDP_IDLE_US };
+                now.saturating_sub(f.last_ts) > limit
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in idle {
@@ -242,201 +279,82 @@ impl Pipeline {
                 self.end_flow(f);
             }
         }
+        self.closed
+            .retain(|_, at| now.saturating_sub(*at) < CLOSED_LINGER_US);
     }
 
-    fn evict_oldest(&mut self) {
-        if let Some(k) = self
-            .flows
-            .iter()
-            .min_by_key(|(_, f)| f.last_ts)
-            .map(|(k, _)| *k)
-        {
-            self.stats.evicted_flows += 1;
+    /// Keeps the flow table under [`MAX_FLOWS`] by ending the least recently active flows.
+    fn make_room(&mut self) {
+        if self.flows.len() < MAX_FLOWS {
+            return;
+        }
+        let mut by_age: Vec<(i64, Key)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let n = EVICT_BATCH.min(by_age.len());
+        if n == 0 {
+            return;
+        }
+        by_age.select_nth_unstable(n - 1);
+        by_age.truncate(n);
+        by_age.sort_unstable();
+        for (_, k) in by_age {
             if let Some(f) = self.flows.remove(&k) {
+                self.stats.evicted_flows += 1;
                 self.end_flow(f);
             }
+        }
+        if self.closed.len() > MAX_FLOWS {
+            self.closed.clear();
         }
     }
 
     fn end_flow(&mut self, mut flow: Flow) {
-        for side in 0..2 {
-            let mut deliveries: Vec<(i64, Option<Vec<u8>>, u64)> = Vec::new();
-            flow.halves[side].flush(&mut |d| match d {
-                Delivery::Data(t, b) => deliveries.push((t, Some(b.to_vec()), 0)),
-                Delivery::Gap(n) => deliveries.push((0, None, n)),
-            });
-            for (t, bytes, gap) in deliveries {
-                match bytes {
-                    Some(b) => self.deliver(&mut flow, side, t, &b),
-                    None => self.gap(&mut flow, side, gap),
-                }
-            }
-            self.stats.gap_bytes += flow.halves[side].gap_bytes;
-            self.stats.duplicate_bytes += flow.halves[side].duplicate_bytes;
+        let mut out = std::mem::take(&mut self.scratch);
+        {
+            let mut env = Env {
+                dissectors: &self.dissectors,
+                cfg: &self.dissect,
+                stats: &mut self.stats,
+                out: &mut out,
+            };
+            flow.end(&mut env);
         }
-        match std::mem::replace(&mut flow.state, State::Ignored) {
-            State::Parsing(mut p) => {
-                let mut out = Vec::new();
-                p.end(&mut out);
-                self.stats.dissect_errors += p.errors();
-                self.emit(&flow, out);
-            }
-            State::Probing(pending) => {
-                if !pending.is_empty() {
-                    self.stats.undissected_flows += 1;
-                }
-            }
-            State::Ignored => {}
-        }
+        self.emit(&flow, &mut out);
+        self.scratch = out;
     }
 
-    fn dir(flow: &Flow, side: usize) -> Dir {
-        if flow.client == Some(side) {
-            Dir::Request
-        } else {
-            Dir::Response
-        }
+    fn emit(&mut self, flow: &Flow, entries: &mut Vec<Entry>) {
+        self.decorate(flow.client_side(), flow.ends(), entries);
     }
 
-    fn deliver(&mut self, flow: &mut Flow, side: usize, ts: i64, data: &[u8]) {
-        let dir = Self::dir(flow, side);
-        match &mut flow.state {
-            State::Ignored => {}
-            State::Parsing(p) => {
-                let mut out = Vec::new();
-                p.data(dir, ts, data, &mut out);
-                self.emit(flow, out);
-            }
-            State::Probing(pending) => {
-                pending.push((side, ts, data.to_vec()));
-                self.probe(flow);
-            }
-        }
-    }
-
-    fn gap(&mut self, flow: &mut Flow, side: usize, len: u64) {
-        let dir = Self::dir(flow, side);
-        if let State::Parsing(p) = &mut flow.state {
-            let mut out = Vec::new();
-            p.gap(dir, len, &mut out);
-            self.emit(flow, out);
-        }
-    }
-
-    /// Offers the first bytes of each direction to every dissector.
-    fn probe(&mut self, flow: &mut Flow) {
-        let State::Probing(pending) = &flow.state else {
+    /// Adds ids, node, capture source, addresses and identities, and moves the entries out.
+    fn decorate(&mut self, client: usize, ends: [Addr; 2], entries: &mut Vec<Entry>) {
+        if entries.is_empty() {
             return;
+        }
+        let (c, s) = (ends[client & 1], ends[1 - (client & 1)]);
+        let src = Endpoint {
+            ip: c.0.to_string(),
+            port: c.1,
+            identity: self.config.identities.resolve(&c.0),
         };
-        let mut by_side: [Vec<u8>; 2] = Default::default();
-        for (s, _, d) in pending {
-            by_side[*s].extend_from_slice(d);
-        }
-        let mut undecided = false;
-        let mut chosen = None;
-        'outer: for (i, d) in self.dissectors.iter().enumerate() {
-            for (side, bytes) in by_side.iter().enumerate() {
-                if bytes.is_empty() {
-                    continue;
-                }
-                match d.probe_stream(bytes) {
-                    Probe::Client => {
-                        chosen = Some((i, side));
-                        break 'outer;
-                    }
-                    Probe::Server => {
-                        chosen = Some((i, 1 - side));
-                        break 'outer;
-                    }
-                    Probe::NeedMore => undecided = true,
-                    Probe::No => {}
-                }
-            }
-        }
-        let too_much = by_side.iter().any(|b| b.len() > MAX_PROBE_BYTES);
-        match chosen {
-            Some((i, client)) => {
-                // The SYN, when captured, is the better witness of who the client is.
-                let client = *flow.client.get_or_insert(client);
-                let parser = self.dissectors[i].new_stream(&self.dissect);
-                let State::Probing(pending) =
-                    std::mem::replace(&mut flow.state, State::Parsing(parser))
-                else {
-                    return;
-                };
-                let mut out = Vec::new();
-                if let State::Parsing(p) = &mut flow.state {
-                    for (side, ts, data) in pending {
-                        let dir = if side == client {
-                            Dir::Request
-                        } else {
-                            Dir::Response
-                        };
-                        p.data(dir, ts, &data, &mut out);
-                    }
-                }
-                self.emit(flow, out);
-            }
-            None if !undecided || too_much => {
-                self.stats.undissected_flows += 1;
-                flow.state = State::Ignored;
-            }
-            None => {}
-        }
-    }
-
-    fn datagram(&mut self, flow: &mut Flow, side: usize, ts: i64, data: &[u8]) {
-        if let State::Probing(_) = flow.state {
-            let found = self.dissectors.iter().enumerate().find_map(|(i, d)| {
-                match d.probe_datagram(data) {
-                    Probe::Client => Some((i, side)),
-                    Probe::Server => Some((i, 1 - side)),
-                    _ => None,
-                }
-            });
-            match found {
-                Some((i, client)) => {
-                    flow.client = Some(client);
-                    flow.state = State::Parsing(self.dissectors[i].new_datagram(&self.dissect));
-                }
-                None => {
-                    flow.datagrams_probed += 1;
-                    if flow.datagrams_probed >= 8 {
-                        self.stats.undissected_flows += 1;
-                        flow.state = State::Ignored;
-                    }
-                    return;
-                }
-            }
-        }
-        let dir = Self::dir(flow, side);
-        if let State::Parsing(p) = &mut flow.state {
-            let mut out = Vec::new();
-            p.data(dir, ts, data, &mut out);
-            self.emit(flow, out);
-        }
-    }
-
-    /// Adds ids, node, capture source, addresses and identities.
-    fn emit(&mut self, flow: &Flow, entries: Vec<Entry>) {
-        let client = flow.client.unwrap_or(0);
-        let (c, s) = (flow.ends[client], flow.ends[1 - client]);
-        for mut e in entries {
+        let dst = Endpoint {
+            ip: s.0.to_string(),
+            port: s.1,
+            identity: self.config.identities.resolve(&s.0),
+        };
+        for mut e in entries.drain(..) {
             self.seq = self.seq.wrapping_add(1);
             e.id = EntryId::new(e.ts_us, &self.config.node, self.seq);
             e.node.clone_from(&self.config.node);
             e.capture.clone_from(&self.config.capture);
-            e.src = Endpoint {
-                ip: c.0.to_string(),
-                port: c.1,
-                identity: self.config.identities.resolve(&c.0),
-            };
-            e.dst = Endpoint {
-                ip: s.0.to_string(),
-                port: s.1,
-                identity: self.config.identities.resolve(&s.0),
-            };
-            *self.stats.entries.entry(e.protocol.clone()).or_default() += 1;
+            e.src = src.clone();
+            e.dst = dst.clone();
+            match self.stats.entries.get_mut(&e.protocol) {
+                Some(n) => *n += 1,
+                None => {
+                    self.stats.entries.insert(e.protocol.clone(), 1);
+                }
+            }
             self.out.push(e);
         }
     }

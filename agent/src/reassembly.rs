@@ -18,10 +18,13 @@ pub enum Delivery<'a> {
     Gap(u64),
 }
 
+/// One direction of a TCP connection.
 #[derive(Debug, Default)]
 pub struct TcpHalf {
     /// (next expected sequence number, its 64-bit offset); `None` before the first segment.
     next: Option<(u32, u64)>,
+    /// Sequence number of the SYN, when it was captured.
+    isn: Option<u32>,
     ooo: BTreeMap<u64, (i64, Vec<u8>)>,
     ooo_bytes: usize,
     /// Bytes dropped as already delivered (retransmissions, overlaps).
@@ -35,7 +38,29 @@ impl TcpHalf {
     pub fn syn(&mut self, seq: u32) {
         if self.next.is_none() {
             self.next = Some((seq.wrapping_add(1), 0));
+            self.isn = Some(seq);
         }
+    }
+
+    /// The SYN's sequence number, if it was seen before any data.
+    pub fn syn_seq(&self) -> Option<u32> {
+        self.isn
+    }
+
+    /// Whether a SYN or data has been seen in this direction.
+    pub fn started(&self) -> bool {
+        self.next.is_some()
+    }
+
+    /// Bytes waiting for a hole to be filled.
+    pub fn buffered(&self) -> usize {
+        self.ooo_bytes
+    }
+
+    /// Drops everything buffered (the flow is not being dissected).
+    pub fn clear(&mut self) {
+        self.ooo.clear();
+        self.ooo_bytes = 0;
     }
 
     fn offset(&self, seq: u32) -> Option<u64> {
@@ -202,6 +227,76 @@ mod tests {
             ],
         );
         assert_eq!(got, b"abcdefg");
+    }
+
+    #[test]
+    fn out_of_order_across_wraparound() {
+        let mut h = TcpHalf::default();
+        let isn = u32::MAX - 4;
+        h.syn(isn);
+        let base = isn.wrapping_add(1);
+        let (got, gaps) = run(
+            &mut h,
+            &[
+                (base.wrapping_add(6), b"ghij"),
+                (base.wrapping_add(3), b"def"),
+                (base, b"abc"),
+                (base.wrapping_add(8), b"ijkl"),
+            ],
+        );
+        assert_eq!(got, b"abcdefghijkl");
+        assert_eq!(gaps, 0);
+        assert_eq!(h.syn_seq(), Some(isn));
+    }
+
+    #[test]
+    fn overlapping_buffered_segments_are_trimmed() {
+        let mut h = TcpHalf::default();
+        h.syn(0);
+        // Two buffered segments overlapping each other, then the hole fills.
+        let (got, gaps) = run(
+            &mut h,
+            &[(5, b"efgh"), (4, b"defg"), (7, b"ghijk"), (1, b"abc")],
+        );
+        assert_eq!(got, b"abcdefghijk");
+        assert_eq!(gaps, 0);
+        assert_eq!(h.duplicate_bytes, 5);
+    }
+
+    #[test]
+    fn no_syn_starts_at_first_byte_seen_and_drops_older() {
+        let mut h = TcpHalf::default();
+        assert!(!h.started());
+        let (got, _) = run(
+            &mut h,
+            &[(5000, b"middle"), (4990, b"before----"), (5006, b"!")],
+        );
+        assert_eq!(got, b"middle!");
+        assert!(h.started());
+        assert_eq!(h.syn_seq(), None);
+    }
+
+    #[test]
+    fn gap_at_end_is_flushed() {
+        let mut h = TcpHalf::default();
+        h.syn(100);
+        let mut got = Vec::new();
+        let mut events = Vec::new();
+        for (seq, d) in [(101u32, &b"one"[..]), (110, b"two")] {
+            h.push(seq, 0, d, &mut |x| match x {
+                Delivery::Data(_, b) => got.extend_from_slice(b),
+                Delivery::Gap(n) => events.push(n),
+            });
+        }
+        assert_eq!(got, b"one");
+        assert_eq!(h.buffered(), 3);
+        h.flush(&mut |x| match x {
+            Delivery::Data(_, b) => got.extend_from_slice(b),
+            Delivery::Gap(n) => events.push(n),
+        });
+        assert_eq!(got, b"onetwo");
+        assert_eq!(events, vec![6]);
+        assert_eq!(h.buffered(), 0);
     }
 
     #[test]

@@ -47,6 +47,11 @@ fn mutate(pkts: &[Packet], rng: &mut Rng) -> Vec<Packet> {
                 let keep = rng.below(p.data.len() + 1);
                 p.data.truncate(keep);
             }
+            // Flip a byte among the link/IP/TCP headers (ports, flags, sequence numbers).
+            5 if !p.data.is_empty() => {
+                let i = rng.below(p.data.len().min(70));
+                p.data[i] = rng.next() as u8;
+            }
             2 => out.push(p.clone()),
             3 => continue,
             4 if !out.is_empty() => {
@@ -70,8 +75,7 @@ fn mutated_corpus_never_panics() {
         return;
     }
     let mut rng = Rng(0x5eed_cafe_f00d_1234);
-    let mut inputs = 0u64;
-    let mut entries = 0u64;
+    let (mut variants, mut inputs, mut entries) = (0u64, 0u64, 0u64);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -80,10 +84,18 @@ fn mutated_corpus_never_panics() {
     files.sort();
     for f in &files {
         let pkts = packets(f);
-        for _ in 0..10 {
-            let mutated = mutate(&pkts, &mut rng);
+        // Two whole-capture variants, then many short windows (each starts mid-connection,
+        // which exercises the no-SYN paths) so that thousands of variants stay fast.
+        for v in 0..122 {
+            let window: &[Packet] = if v < 2 || pkts.len() <= 200 {
+                &pkts
+            } else {
+                let start = rng.below(pkts.len() - 200);
+                &pkts[start..start + 1 + rng.below(200)]
+            };
+            let mutated = mutate(window, &mut rng);
             let mut p = Pipeline::new(PipelineConfig {
-                body_cap: 4096,
+                body_cap: 1 + rng.below(8192),
                 ..Default::default()
             });
             for pkt in &mutated {
@@ -94,13 +106,66 @@ fn mutated_corpus_never_panics() {
             entries += p.take_entries().len() as u64;
             let s = p.stats();
             assert_eq!(s.packets as usize, mutated.len());
+            variants += 1;
         }
     }
     eprintln!(
-        "{inputs} mutated packets from {} captures, {entries} entries, no panic",
+        "{variants} variants, {inputs} mutated packets from {} captures, {entries} entries, no panic",
         files.len()
     );
-    assert!(inputs > 50_000);
+    assert!(variants >= 2500);
+}
+
+#[test]
+fn mutated_capture_files_never_panic() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/pcaps");
+    let Ok(real) = std::fs::read(dir.join("dns_udp.pcap")) else {
+        eprintln!("SKIP: corpus not found");
+        return;
+    };
+    let tmp = std::env::temp_dir().join(format!("wt-mutfile-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut rng = Rng(0xfeed_beef_1234_5678);
+    let (mut errors, mut packets_read) = (0u64, 0u64);
+    for i in 0..300 {
+        let mut bytes = real.clone();
+        for _ in 0..1 + rng.below(8) {
+            // Mostly the file and record headers, where lengths and magic numbers live.
+            let at = if rng.below(2) == 0 {
+                rng.below(64)
+            } else {
+                rng.below(bytes.len())
+            };
+            bytes[at] = rng.next() as u8;
+        }
+        if rng.below(4) == 0 {
+            bytes.truncate(rng.below(bytes.len()));
+        }
+        let path = tmp.join(format!("m{i}.pcap"));
+        std::fs::write(&path, &bytes).unwrap();
+        let Ok(mut r) = CaptureReader::open(&path) else {
+            errors += 1;
+            continue;
+        };
+        let mut p = Pipeline::new(PipelineConfig::default());
+        loop {
+            match r.next_packet() {
+                Ok(Some(pkt)) => {
+                    packets_read += 1;
+                    p.packet(pkt.ts_us, pkt.link, &pkt.data);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    assert!(!e.to_string().is_empty());
+                    errors += 1;
+                    break;
+                }
+            }
+        }
+        p.finish();
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("300 mutated files: {packets_read} packets read, {errors} clear errors");
 }
 
 #[test]

@@ -359,3 +359,43 @@ pub fn first_packet_us(path: &Path) -> i64 {
             i64::from(frac)
         }
 }
+
+/// Redis commands (upper-cased name, first argument) that clients sent to `port`, decoded
+/// from tshark's `resp.array.length` and hex `resp.bulk_string.value` fields.
+pub fn redis_truth(name: &str, port: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for r in truth_rows(name) {
+        let g = |c: &str| r.get(c).cloned().unwrap_or_default();
+        if g("tcp.dstport") != port {
+            continue;
+        }
+        let lens: Vec<usize> = split(&g("resp.array.length"))
+            .iter()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        let values = split(&g("resp.bulk_string.value"));
+        let mut at = 0;
+        for l in lens {
+            let text = |i: usize| {
+                let hex = values.get(i).map(String::as_str).unwrap_or("");
+                let bytes: Vec<u8> = (0..hex.len() / 2)
+                    .filter_map(|j| u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).ok())
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            let key = if l > 1 { text(at + 1) } else { String::new() };
+            out.push((text(at).to_ascii_uppercase(), key));
+            at += l;
+        }
+    }
+    out
+}
+
+/// Error replies (`-ERR …`) the server on `port` sent.
+pub fn redis_errors(name: &str, port: &str) -> usize {
+    truth_rows(name)
+        .iter()
+        .filter(|r| r.get("tcp.srcport").map(String::as_str) == Some(port))
+        .map(|r| split(r.get("resp.error").map(String::as_str).unwrap_or("")).len())
+        .sum()
+}

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use pcap_parser::pcapng::Block;
-use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::traits::{PcapNGPacketBlock, PcapReaderIterator};
 use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
 
 use super::LinkType;
@@ -22,9 +22,35 @@ pub struct Packet {
 
 struct Interface {
     link: LinkType,
-    /// Units per second.
+    /// Units per second (`if_tsresol`), never 0.
     resolution: u64,
+    /// `if_tsoffset`, seconds added to every timestamp.
     offset_s: i64,
+}
+
+/// Units per second of a pcapng `if_tsresol` (10^n, or 2^n with the top bit set); µs when
+/// absent or out of range. (pcap-parser 0.17's own helper rejects every power-of-two value.)
+fn ts_resolution(tsresol: u8) -> u64 {
+    let n = u32::from(tsresol & 0x7f);
+    let r = if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n).filter(|_| n < 64)
+    };
+    r.unwrap_or(1_000_000).max(1)
+}
+
+impl Interface {
+    /// A raw pcapng timestamp in µs since the epoch; saturates instead of overflowing on
+    /// nonsense values from a corrupt file.
+    fn micros(&self, ts: u64) -> i64 {
+        let secs = i64::try_from(ts / self.resolution)
+            .unwrap_or(i64::MAX)
+            .saturating_add(self.offset_s);
+        let frac = u128::from(ts % self.resolution) * 1_000_000 / u128::from(self.resolution);
+        secs.saturating_mul(1_000_000)
+            .saturating_add(i64::try_from(frac).unwrap_or(0))
+    }
 }
 
 /// Counts bytes read from the file, for progress bars.
@@ -42,6 +68,7 @@ impl Read for Counting {
     }
 }
 
+/// Reads packets from a pcap or pcapng file, one at a time, in file order.
 pub struct CaptureReader {
     path: PathBuf,
     reader: Box<dyn PcapReaderIterator + Send>,
@@ -51,13 +78,22 @@ pub struct CaptureReader {
     read: std::sync::Arc<std::sync::atomic::AtomicU64>,
     total: u64,
     done: bool,
+    last_ts: i64,
+    skipped: u64,
+    buffer_size: usize,
 }
 
-/// Large enough for any frame of a 256 KiB snaplen capture.
+/// Read buffer; large enough for any frame of a 256 KiB snaplen capture.
 const BUFFER: usize = 1 << 20;
+/// The buffer grows up to this for larger records (pcapng allows them); a record claiming
+/// more is taken as corruption rather than a reason to allocate gigabytes.
+const MAX_RECORD: usize = 16 << 20;
 
 impl CaptureReader {
-    pub fn open(path: &Path) -> Result<Self, AgentError> {
+    /// Opens a capture file; the format (pcap or pcapng, either byte order) is found from
+    /// its magic number.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, AgentError> {
+        let path = path.as_ref();
         let open_err = |source| AgentError::Open {
             path: path.to_path_buf(),
             source,
@@ -86,6 +122,9 @@ impl CaptureReader {
             read,
             total,
             done: false,
+            last_ts: 0,
+            skipped: 0,
+            buffer_size: BUFFER,
         })
     }
 
@@ -94,8 +133,14 @@ impl CaptureReader {
         self.read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Size of the file, for progress bars.
     pub fn total_bytes(&self) -> u64 {
         self.total
+    }
+
+    /// Packet blocks skipped because they name no described interface.
+    pub fn skipped_packets(&self) -> u64 {
+        self.skipped
     }
 
     /// The next packet, `None` at the end. A truncated last record ends the file cleanly (as
@@ -119,8 +164,9 @@ impl CaptureReader {
                             } else {
                                 i64::from(b.ts_usec)
                             };
+                            self.last_ts = i64::from(b.ts_sec) * 1_000_000 + frac;
                             Some(Packet {
-                                ts_us: i64::from(b.ts_sec) * 1_000_000 + frac,
+                                ts_us: self.last_ts,
                                 link: self.legacy_link,
                                 data: b.data.to_vec(),
                             })
@@ -132,31 +178,43 @@ impl CaptureReader {
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                             self.interfaces.push(Interface {
                                 link: LinkType::from_linktype(idb.linktype.0),
-                                resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
+                                resolution: ts_resolution(idb.if_tsresol),
                                 offset_s: idb.if_tsoffset,
                             });
                             None
                         }
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                            self.interfaces.get(epb.if_id as usize).map(|ifc| {
-                                let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                let secs = (ts / ifc.resolution) as i64 + ifc.offset_s;
-                                let frac = ts % ifc.resolution;
-                                let us = (u128::from(frac) * 1_000_000 / u128::from(ifc.resolution))
-                                    as i64;
-                                Packet {
-                                    ts_us: secs * 1_000_000 + us,
-                                    link: ifc.link,
-                                    data: epb.data.to_vec(),
+                            match self.interfaces.get(epb.if_id as usize) {
+                                Some(ifc) => {
+                                    let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                    self.last_ts = ifc.micros(ts);
+                                    Some(Packet {
+                                        ts_us: self.last_ts,
+                                        link: ifc.link,
+                                        data: epb.packet_data().to_vec(),
+                                    })
                                 }
-                            })
+                                None => {
+                                    // A packet naming an interface never described: its link
+                                    // type is unknown, so it is skipped (and counted).
+                                    self.skipped += 1;
+                                    None
+                                }
+                            }
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                            self.interfaces.first().map(|ifc| Packet {
-                                ts_us: 0,
-                                link: ifc.link,
-                                data: spb.data.to_vec(),
-                            })
+                            // Simple packet blocks have no timestamp: reuse the previous one.
+                            match self.interfaces.first() {
+                                Some(ifc) => Some(Packet {
+                                    ts_us: self.last_ts,
+                                    link: ifc.link,
+                                    data: spb.packet_data().to_vec(),
+                                }),
+                                None => {
+                                    self.skipped += 1;
+                                    None
+                                }
+                            }
                         }
                         PcapBlockOwned::NG(_) => None,
                     };
@@ -202,6 +260,20 @@ impl CaptureReader {
                             }
                             _ => continue,
                         }
+                    }
+                }
+                Err(PcapError::BufferTooSmall) => {
+                    let size = self.buffer_size.saturating_mul(2);
+                    if size > MAX_RECORD || !self.reader.grow(size) {
+                        return Err(self.corrupt(format!(
+                            "a record larger than {} MiB (corrupt length field?)",
+                            MAX_RECORD >> 20
+                        )));
+                    }
+                    self.buffer_size = size;
+                    if let Err(e) = self.reader.refill() {
+                        let reason = format!("{e:?}");
+                        return Err(self.corrupt(reason));
                     }
                 }
                 Err(e) => {

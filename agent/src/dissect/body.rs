@@ -33,6 +33,9 @@ enum Sink {
     Deflate(DeflateDecoder<Capped>),
     /// Decoding failed: keep the raw (still encoded) bytes instead.
     Failed(Capped),
+    /// The decoded body reached the cap: the rest is counted, not decompressed (a
+    /// compression bomb costs no CPU beyond the cap).
+    Full(Capped),
 }
 
 /// Collects a body's bytes after transfer decoding (chunks removed).
@@ -83,7 +86,7 @@ impl Body {
         }
         self.len += data.len() as u64;
         if self.raw_prefix.len() < self.cap
-            && !matches!(self.sink, Sink::Plain(_) | Sink::Failed(_))
+            && !matches!(self.sink, Sink::Plain(_) | Sink::Failed(_) | Sink::Full(_))
         {
             let room = self.cap - self.raw_prefix.len();
             self.raw_prefix
@@ -91,12 +94,29 @@ impl Body {
         }
         let res = match &mut self.sink {
             Sink::Plain(c) | Sink::Failed(c) => c.write_all(data),
+            Sink::Full(_) => Ok(()),
             Sink::Gzip(d) => d.write_all(data),
             Sink::Zlib(d) => d.write_all(data),
             Sink::Deflate(d) => d.write_all(data),
         };
         if res.is_err() {
             self.fail();
+            return;
+        }
+        let full = match &mut self.sink {
+            Sink::Gzip(d) => d.get_mut(),
+            Sink::Zlib(d) => d.get_mut(),
+            Sink::Deflate(d) => d.get_mut(),
+            _ => return,
+        };
+        if full.truncated {
+            let buf = std::mem::take(&mut full.buf);
+            self.raw_prefix = Vec::new();
+            self.sink = Sink::Full(Capped {
+                buf,
+                cap: self.cap,
+                truncated: true,
+            });
         }
     }
 
@@ -121,7 +141,7 @@ impl Body {
                 truncated: false,
             }),
         ) {
-            Sink::Plain(c) | Sink::Failed(c) => Ok(c),
+            Sink::Plain(c) | Sink::Failed(c) | Sink::Full(c) => Ok(c),
             Sink::Gzip(d) => d.finish(),
             Sink::Zlib(d) => d.finish(),
             Sink::Deflate(d) => d.finish(),

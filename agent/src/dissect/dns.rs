@@ -13,6 +13,9 @@ use super::{Dir, DissectConfig, Dissector, Parser, Probe};
 
 pub struct Dns;
 
+/// Queries awaiting an answer per flow; beyond this the oldest becomes a one-way entry.
+const MAX_PENDING: usize = 4096;
+
 /// Header fields read straight from the wire (id, QR, opcode, TC, rcode, QDCOUNT).
 struct Header {
     id: u16,
@@ -145,12 +148,19 @@ impl Dissector for Dns {
     fn new_datagram(&self, _cfg: &DissectConfig) -> Box<dyn Parser> {
         Box::new(DnsParser::default())
     }
+
+    fn port_hint(&self, port: u16) -> bool {
+        matches!(port, 53 | 5353 | 5355)
+    }
 }
 
 #[derive(Default)]
 pub struct DnsParser {
     tcp: bool,
+    /// Length-prefixed TCP messages still incomplete, per direction (at most 64 KiB each).
     bufs: [Vec<u8>; 2],
+    /// Capture time of the first buffered byte per direction.
+    buf_ts: [i64; 2],
     pending: HashMap<u16, Entry>,
     errors: u64,
 }
@@ -181,11 +191,21 @@ impl DnsParser {
             if let Some(old) = self.pending.insert(h.id, e) {
                 out.push(old); // the same id again before an answer: the first stays one-way
             }
+            if self.pending.len() > MAX_PENDING {
+                let oldest = self
+                    .pending
+                    .iter()
+                    .min_by_key(|(_, e)| e.ts_us)
+                    .map(|(id, _)| *id);
+                if let Some(e) = oldest.and_then(|id| self.pending.remove(&id)) {
+                    out.push(e);
+                }
+            }
             return;
         }
         let mut e = match self.pending.remove(&h.id) {
             Some(mut q) => {
-                q.elapsed_us = Some(ts - q.ts_us);
+                q.elapsed_us = Some(ts.saturating_sub(q.ts_us));
                 q
             }
             None => {
@@ -206,7 +226,7 @@ impl DnsParser {
             .map(|a| json!({"name": a.name.to_string(), "type": type_name(a.rdata.type_code()), "ttl": a.ttl, "data": rdata_text(&a.rdata)}))
             .collect();
         e.response = Some(
-            json!({"id": h.id, "rcode": rcode_name(h.rcode), "truncated": h.truncated, "authoritative": m[2] & 0x04 != 0,
+            json!({"id": h.id, "rcode": h.rcode, "rcode_name": rcode_name(h.rcode), "truncated": h.truncated, "authoritative": m[2] & 0x04 != 0,
                    "questions": questions, "answers": answers,
                    "authorities": p.name_servers.len(), "additionals": p.additional_records.len()})
             .to_string(),
@@ -222,6 +242,9 @@ impl Parser for DnsParser {
             return;
         }
         let i = dir as usize;
+        if self.bufs[i].is_empty() {
+            self.buf_ts[i] = ts;
+        }
         self.bufs[i].extend_from_slice(data);
         loop {
             let buf = &self.bufs[i];
@@ -235,7 +258,9 @@ impl Parser for DnsParser {
                 break;
             }
             let m: Vec<u8> = self.bufs[i].drain(..2 + len).skip(2).collect();
-            self.message(ts, &m, out);
+            // A message that started in an earlier segment is timed by that segment.
+            let first = std::mem::replace(&mut self.buf_ts[i], ts);
+            self.message(first, &m, out);
         }
     }
 

@@ -1,7 +1,8 @@
 //! Protocol dissectors. Each protocol is one file implementing [`Dissector`]; adding one is a
 //! new file plus one line in [`registry`]. A connection's protocol is chosen **by content**:
-//! the first bytes of each direction are offered to every dissector's probe, and port numbers
-//! play no part, so HTTP on 18080 or DNS on 15353 is found as readily as on 80 or 53.
+//! the first bytes of each direction are offered to every dissector's probe, so HTTP on 18080
+//! or DNS on 15353 is found as readily as on 80 or 53. Port numbers ([`Dissector::port_hint`])
+//! only break ties when two dissectors claim the same bytes.
 //!
 //! Parsers turn the bytes of one connection (or one UDP flow) into paired [`Entry`] values with
 //! the protocol fields filled; the pipeline adds ids, addresses and identities.
@@ -9,6 +10,7 @@
 mod body;
 pub mod dns;
 pub mod http1;
+pub mod redis;
 
 use wiretrail_proto::Entry;
 
@@ -53,6 +55,11 @@ pub trait Parser: Send {
     fn end(&mut self, out: &mut Vec<Entry>);
     /// Malformed messages seen so far (each one also ends up in an entry or is resynced past).
     fn errors(&self) -> u64;
+    /// The connection switched to another protocol this parser does not speak (HTTP/1
+    /// `101 Switching Protocols`, a tunnel after `CONNECT`); the rest of it is not dissected.
+    fn upgraded(&self) -> bool {
+        false
+    }
 }
 
 /// One protocol.
@@ -68,9 +75,18 @@ pub trait Dissector: Send + Sync {
     fn new_datagram(&self, cfg: &DissectConfig) -> Box<dyn Parser> {
         self.new_stream(cfg)
     }
+    /// Whether `port` is a usual port of this protocol; consulted only to break a tie between
+    /// dissectors that both claim a flow's first bytes.
+    fn port_hint(&self, _port: u16) -> bool {
+        false
+    }
 }
 
 /// Every dissector, in probe order.
 pub fn registry() -> Vec<Box<dyn Dissector>> {
-    vec![Box::new(http1::Http1), Box::new(dns::Dns)]
+    vec![
+        Box::new(http1::Http1),
+        Box::new(redis::Redis),
+        Box::new(dns::Dns),
+    ]
 }
