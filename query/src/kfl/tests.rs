@@ -114,12 +114,12 @@ fn bad_queries_report_where() {
         ("now()", 0, "not a condition"),
         ("", 0, ""),
         ("!response.status == 200", 0, "write `!(a == b)`"),
-        ("request.path.startsWith(\"/a\") == 3", 0, "true or false"),
+        ("request.path.startsWith(\"/a\") == 3", 23, "true or false"),
         ("path.matches(\"[\")", 13, "invalid regular expression"),
         ("response.status == true", 19, "not a boolean"),
         ("response.status in [r\"4\"]", 20, "regex"),
         ("response.status >= nil", 16, "nil"),
-        ("src.namespace == \"shop\" and", 25, "expected a value"),
+        ("src.namespace == \"shop\" and", 27, "expected a value"),
         ("http or", 7, "expected a value"),
         ("response.status ==", 18, "expected a value"),
         ("== 200", 0, "expected a value"),
@@ -142,7 +142,7 @@ fn bad_queries_report_where() {
         ("request.headers[foo]", 16, "inside `[ ]`"),
         ("\"a\" == \"b\"", 0, "field on one side"),
         ("timestamp == true", 13, "timestamp compares"),
-        ("src.name == src.namespace.contains(\"x\")", 12, "not with a condition"),
+        ("src.name == src.namespace.contains(\"x\")", 34, "not with a condition"),
         ("é == 1", 0, "unknown field `é`"),
         ("http and\n  €", 11, "unexpected character"),
     ] {
@@ -163,11 +163,11 @@ fn bad_queries_report_where() {
         }
     }
     assert!(n >= 40, "{n} cases");
-    let e = compile("http and\n  foo == 1", &opts()).unwrap_err();
+    let e = compile("http and\n  qqqqqq == 1", &opts()).unwrap_err();
     assert_eq!((e.line, e.column, e.position), (2, 3, 11));
     assert_eq!(
-        e.render("http and\n  foo == 1"),
-        "  foo == 1\n  ^ unknown field `foo`"
+        e.render("http and\n  qqqqqq == 1"),
+        "  qqqqqq == 1\n  ^ unknown field `qqqqqq`"
     );
     assert!(validate("http and and").is_err());
     assert!(validate("http and response.status >= 400").is_ok());
@@ -178,7 +178,8 @@ fn hostile_input_is_refused_not_crashed() {
     let deep = format!("{}http{}", "(".repeat(10_000), ")".repeat(10_000));
     let e = compile(&deep, &opts()).unwrap_err();
     assert!(e.message.contains("nests deeper"), "{e:?}");
-    assert_eq!(e.position, MAX_DEPTH);
+    // The error points just past the parenthesis that went one level too deep.
+    assert_eq!(e.position, MAX_DEPTH + 1);
     // Exactly the limit is fine.
     let ok = format!("{}http{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
     assert!(compile(&ok, &opts()).is_ok());
