@@ -142,7 +142,11 @@ fn bad_queries_report_where() {
         ("request.headers[foo]", 16, "inside `[ ]`"),
         ("\"a\" == \"b\"", 0, "field on one side"),
         ("timestamp == true", 13, "timestamp compares"),
-        ("src.name == src.namespace.contains(\"x\")", 34, "not with a condition"),
+        (
+            "src.name == src.namespace.contains(\"x\")",
+            34,
+            "not with a condition",
+        ),
         ("é == 1", 0, "unknown field `é`"),
         ("http and\n  €", 11, "unexpected character"),
     ] {
@@ -184,7 +188,10 @@ fn hostile_input_is_refused_not_crashed() {
     let ok = format!("{}http{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
     assert!(compile(&ok, &opts()).is_ok());
     let nots = format!("{}http", "!".repeat(10_000));
-    assert!(compile(&nots, &opts()).unwrap_err().message.contains("nests deeper"));
+    assert!(compile(&nots, &opts())
+        .unwrap_err()
+        .message
+        .contains("nests deeper"));
     let calls = format!("{}1{}", "now(".repeat(5_000), ")".repeat(5_000));
     assert!(compile(&calls, &opts()).is_err());
     let long = "http or ".repeat(20_000) + "http";
