@@ -4,56 +4,12 @@
 //! query name, type and rcode, in the same order per TCP stream / per query.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
+mod support;
+
+use support::{corpus, run, split, truth};
 use wiretrail_agent::{CaptureReader, IdentityMap, Pipeline, PipelineConfig};
 use wiretrail_proto::Entry;
-
-fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
-}
-
-fn run(name: &str, body_cap: usize) -> (Vec<Entry>, wiretrail_agent::PipelineStats) {
-    let mut p = Pipeline::new(PipelineConfig {
-        node: "t".into(),
-        body_cap,
-        ..Default::default()
-    });
-    let mut r = CaptureReader::open(corpus().join("pcaps").join(name)).unwrap();
-    let mut out = Vec::new();
-    while let Some(pkt) = r.next_packet().unwrap() {
-        p.packet(pkt.ts_us, pkt.link, &pkt.data);
-        out.extend(p.take_entries());
-    }
-    assert_eq!(r.bytes_read(), r.total_bytes(), "{name}: whole file read");
-    p.finish();
-    out.extend(p.take_entries());
-    (out, p.stats().clone())
-}
-
-/// Rows of a truth TSV as column → value maps.
-fn truth(name: &str) -> Vec<BTreeMap<String, String>> {
-    let text =
-        std::fs::read_to_string(corpus().join("truth").join(format!("{name}.fields.tsv"))).unwrap();
-    let mut lines = text.lines();
-    let cols: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    lines
-        .map(|l| {
-            cols.iter()
-                .zip(l.split('\t'))
-                .map(|(c, v)| (c.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
-fn split(v: &str) -> Vec<String> {
-    if v.is_empty() {
-        vec![]
-    } else {
-        v.split('|').map(str::to_string).collect()
-    }
-}
 
 /// tshark's request count for a capture (`counts.tsv`).
 fn tshark_requests(pcap: &str) -> usize {
@@ -150,7 +106,7 @@ fn http1_captures_match_tshark_per_stream_in_order() {
         "capture", "tshark", "ours", "statuses", "one-way", "errors", "gaps"
     );
     for name in HTTP_CAPTURES {
-        let (entries, stats) = run(&format!("{name}.pcap"), 64 * 1024);
+        let (entries, stats) = run(name, 64 * 1024);
         let want = http_truth(name);
         let got = http_ours(&entries);
         let n_want: usize = want.values().map(|c| c.requests.len()).sum();
@@ -201,7 +157,7 @@ fn pipelined_requests_pair_in_order() {
         eprintln!("SKIP: corpus not found");
         return;
     }
-    let (entries, stats) = run("http1_pipelining.pcap", 64 * 1024);
+    let (entries, stats) = run("http1_pipelining", 64 * 1024);
     let want = http_truth("http1_pipelining");
     // The pipelining client writes 5 requests in one segment: all share one capture time and
     // still pair with the 5 responses in order.
@@ -247,7 +203,7 @@ fn dns_matches_tshark() {
         return;
     }
     for name in ["dns_udp", "dns_tcp"] {
-        let (entries, stats) = run(&format!("{name}.pcap"), 64 * 1024);
+        let (entries, stats) = run(name, 64 * 1024);
         // Per query id: (name, type, rcode) of tshark's responses, in capture order.
         let mut want = Vec::new();
         for row in truth(name) {
@@ -363,7 +319,7 @@ fn decoded_bodies_match_tshark_objects() {
         return;
     }
     for name in HTTP_CAPTURES {
-        let (entries, _) = run(&format!("{name}.pcap"), 16 << 20);
+        let (entries, _) = run(name, 16 << 20);
         let text = std::fs::read_to_string(
             corpus()
                 .join("truth")
@@ -395,7 +351,7 @@ fn decoded_bodies_match_tshark_objects() {
             .all(|e| !e.request_body_truncated && !e.response_body_truncated));
     }
     // With the default cap, large bodies are cut at the cap and flagged.
-    let (entries, _) = run("http1_large_bodies.pcap", 64 * 1024);
+    let (entries, _) = run("http1_large_bodies", 64 * 1024);
     let big: Vec<&Entry> = entries
         .iter()
         .filter(|e| e.response_body_truncated)
@@ -443,7 +399,7 @@ fn redis_commands_and_replies_match_the_capture() {
         return;
     }
     for name in ["redis_cli", "redis_pipeline", "redis_pubsub", "redis_resp3"] {
-        let (entries, stats) = run(&format!("{name}.pcap"), 64 * 1024);
+        let (entries, stats) = run(name, 64 * 1024);
         let commands: Vec<&Entry> = entries
             .iter()
             .filter(|e| e.protocol == "redis" && e.request.is_some())
@@ -474,7 +430,7 @@ fn redis_commands_and_replies_match_the_capture() {
         }
     }
     // Errors and nils in the redis-cli session: WRONGTYPE and an unknown command.
-    let (entries, _) = run("redis_cli.pcap", 64 * 1024);
+    let (entries, _) = run("redis_cli", 64 * 1024);
     let errors: Vec<_> = entries
         .iter()
         .filter(|e| e.status == Some(1))
