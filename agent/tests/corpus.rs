@@ -72,7 +72,10 @@ fn http_truth(name: &str) -> BTreeMap<(u16, u16), Conn> {
 /// Our HTTP entries grouped the same way, in emission order (which is request order).
 fn http_ours(entries: &[Entry]) -> BTreeMap<(u16, u16), Conn> {
     let mut out: BTreeMap<(u16, u16), Conn> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.protocol == "http") {
+    for e in entries
+        .iter()
+        .filter(|e| matches!(e.protocol.as_str(), "http" | "graphql"))
+    {
         let c = out.entry((e.src.port, e.dst.port)).or_default();
         if let Some(m) = &e.method {
             c.requests
@@ -112,7 +115,7 @@ fn http1_captures_match_tshark_per_stream_in_order() {
         let n_want: usize = want.values().map(|c| c.requests.len()).sum();
         let n_got = entries
             .iter()
-            .filter(|e| e.protocol == "http" && e.method.is_some())
+            .filter(|e| matches!(e.protocol.as_str(), "http" | "graphql") && e.method.is_some())
             .count();
         if name != "cluster_mix" {
             assert_eq!(n_want, tshark_requests(&format!("{name}.pcap")), "{name}");
@@ -125,7 +128,9 @@ fn http1_captures_match_tshark_per_stream_in_order() {
             got.values().map(|c| c.statuses.len()).sum::<usize>(),
             entries
                 .iter()
-                .filter(|e| e.protocol == "http" && e.elapsed_us.is_none())
+                .filter(
+                    |e| matches!(e.protocol.as_str(), "http" | "graphql") && e.elapsed_us.is_none()
+                )
                 .count(),
             stats.dissect_errors,
             stats.gap_bytes
@@ -142,7 +147,10 @@ fn http1_captures_match_tshark_per_stream_in_order() {
         );
         assert_eq!(got.len(), want.len(), "{name}: connections");
         assert_eq!(stats.dissect_errors, 0, "{name}");
-        for e in entries.iter().filter(|e| e.protocol == "http") {
+        for e in entries
+            .iter()
+            .filter(|e| matches!(e.protocol.as_str(), "http" | "graphql"))
+        {
             for json in [&e.request, &e.response].into_iter().flatten() {
                 serde_json::from_str::<serde_json::Value>(json).unwrap();
             }
@@ -278,7 +286,10 @@ fn cluster_mix_http_and_dns_with_identities() {
     }
     p.finish();
     let entries = p.take_entries();
-    let http = entries.iter().filter(|e| e.protocol == "http").count();
+    let http = entries
+        .iter()
+        .filter(|e| matches!(e.protocol.as_str(), "http" | "graphql"))
+        .count();
     let dns: Vec<&Entry> = entries.iter().filter(|e| e.protocol == "dns").collect();
     assert_eq!(
         (http, dns.len()),

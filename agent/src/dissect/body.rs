@@ -12,6 +12,16 @@ pub(crate) struct Capped {
     pub truncated: bool,
 }
 
+impl Capped {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            truncated: false,
+        }
+    }
+}
+
 impl Write for Capped {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let room = self.cap.saturating_sub(self.buf.len());

@@ -12,6 +12,8 @@ use serde_json::{json, Map, Value};
 use wiretrail_proto::{Entry, EntryId};
 
 use super::body::Body;
+use super::graphql;
+use super::http2::Http2Parser;
 use super::{Dir, DissectConfig, Dissector, Parser, Probe};
 
 /// Largest request/status line plus headers buffered before the message is called malformed.
@@ -157,6 +159,8 @@ pub struct Http1Parser {
     exchanges: VecDeque<Exchange>,
     /// After `101 Switching Protocols` or a successful CONNECT the bytes are not HTTP/1.
     upgraded: bool,
+    /// After an upgrade to h2c the connection continues as HTTP/2.
+    h2: Option<Box<Http2Parser>>,
     errors: u64,
 }
 
@@ -230,6 +234,7 @@ impl Http1Parser {
             resp: Side::default(),
             exchanges: VecDeque::new(),
             upgraded: false,
+            h2: None,
             errors: 0,
         }
     }
@@ -377,14 +382,36 @@ impl Http1Parser {
                 .as_deref()
                 .and_then(|h| header(h, "upgrade"))
                 .map_or_else(|| "tunnel".to_string(), str::to_string);
+            let h2c = code == 101 && to.eq_ignore_ascii_case("h2c");
             x.resp_detail.insert("upgrade".into(), json!(to));
+            if h2c {
+                // RFC 9113 §3.2 (as in RFC 7540): the upgraded request is stream 1 and its
+                // response comes as HTTP/2, so its entry is made by the HTTP/2 parser.
+                if let Some(x) = self.exchanges.remove(i) {
+                    self.h2 = Some(Box::new(Http2Parser::after_upgrade(
+                        self.cfg.clone(),
+                        &x.entry,
+                    )));
+                }
+            }
         }
         self.emit_ready(out);
         Head::Complete(n, msg)
     }
 
-    fn into_entry(x: Exchange) -> Entry {
+    fn into_entry(mut x: Exchange) -> Entry {
         let mut e = x.entry;
+        if let (Some(m), Some(p)) = (e.method.as_deref(), e.path.as_deref()) {
+            let h = e.request_headers.as_deref().unwrap_or_default();
+            let body = e.request_body.as_deref().unwrap_or_default();
+            if let Some(g) = graphql::request(m, p, h, body) {
+                e.protocol = "graphql".into();
+                x.req_detail.insert("graphql".into(), g);
+                if let Some(r) = e.response_body.as_deref().and_then(graphql::response) {
+                    x.resp_detail.insert("graphql".into(), r);
+                }
+            }
+        }
         if e.method.is_some() {
             e.request = Some(Value::Object(x.req_detail).to_string());
         }
@@ -637,6 +664,9 @@ impl Http1Parser {
 
 impl Parser for Http1Parser {
     fn data(&mut self, dir: Dir, ts: i64, data: &[u8], out: &mut Vec<Entry>) {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.data(dir, ts, data, out);
+        }
         if self.upgraded || data.is_empty() {
             return;
         }
@@ -667,12 +697,19 @@ impl Parser for Http1Parser {
             side.marks = marks;
         }
         if self.upgraded {
-            side.buf.clear();
+            // What follows the `101` in the same segment is already HTTP/2 (or not ours).
+            let rest = std::mem::take(&mut side.buf);
+            if let Some(h2) = self.h2.as_mut() {
+                h2.data(dir, ts, &rest, out);
+            }
         }
         *self.side_mut(dir) = side;
     }
 
     fn gap(&mut self, dir: Dir, len: u64, out: &mut Vec<Entry>) {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.gap(dir, len, out);
+        }
         let mut side = std::mem::take(self.side_mut(dir));
         side.buf.clear();
         side.marks.clear();
@@ -711,14 +748,17 @@ impl Parser for Http1Parser {
         }
         // Requests without a response are still entries (one-way, no elapsed time).
         out.extend(self.exchanges.drain(..).map(Self::into_entry));
+        if let Some(h2) = self.h2.as_mut() {
+            h2.end(out);
+        }
     }
 
     fn errors(&self) -> u64 {
-        self.errors
+        self.errors + self.h2.as_ref().map_or(0, |h| h.errors())
     }
 
     fn upgraded(&self) -> bool {
-        self.upgraded
+        self.upgraded && self.h2.is_none()
     }
 }
 

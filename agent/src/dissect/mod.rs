@@ -9,7 +9,10 @@
 
 mod body;
 pub mod dns;
+mod graphql;
+mod grpc;
 pub mod http1;
+pub mod http2;
 pub mod redis;
 
 use wiretrail_proto::Entry;
@@ -86,6 +89,7 @@ pub trait Dissector: Send + Sync {
 pub fn registry() -> Vec<Box<dyn Dissector>> {
     vec![
         Box::new(http1::Http1),
+        Box::new(http2::Http2),
         Box::new(redis::Redis),
         Box::new(dns::Dns),
     ]

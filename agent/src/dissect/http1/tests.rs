@@ -70,24 +70,47 @@ fn switching_protocols_stops_parsing() {
     p.data(
         Dir::Request,
         1,
-        b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
         &mut out,
     );
     p.data(
         Dir::Response,
         2,
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n\x00\x00\x12\x04",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
         &mut out,
     );
-    p.data(
-        Dir::Request,
-        3,
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        &mut out,
-    );
+    p.data(Dir::Request, 3, b"\x81\x85mask!", &mut out);
     p.end(&mut out);
     assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, Some(101));
     assert!(p.upgraded());
+    assert_eq!(p.errors(), 0);
+}
+
+/// `Upgrade: h2c` hands the connection to the HTTP/2 parser; the upgraded request is
+/// answered on stream 1 and becomes one `http2` entry.
+#[test]
+fn h2c_upgrade_continues_as_http2() {
+    let mut p = Http1Parser::new(DissectConfig { body_cap: 1024 });
+    let mut out = Vec::new();
+    p.data(
+        Dir::Request,
+        1,
+        b"GET /up HTTP/1.1\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        &mut out,
+    );
+    // 101, then in the same segment the server's SETTINGS and HEADERS(:status 200, END_STREAM)
+    // on stream 1 (0x88 = indexed `:status: 200`).
+    let mut resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    resp.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    resp.extend_from_slice(&[0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88]);
+    p.data(Dir::Response, 2, &resp, &mut out);
+    p.data(Dir::Request, 3, super::super::http2::PREFACE, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].protocol, "http2");
+    assert_eq!(out[0].path.as_deref(), Some("/up"));
+    assert_eq!(out[0].status, Some(200));
+    assert!(!p.upgraded());
     assert_eq!(p.errors(), 0);
 }
 
