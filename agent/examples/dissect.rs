@@ -1,0 +1,61 @@
+//! Dissection throughput on one core: reads capture files through the whole agent pipeline
+//! (pcap parsing, IP/TCP decoding, reassembly, protocol detection, dissection, pairing) and
+//! prints one JSON line per file: bytes, packets, entries per protocol, seconds, MB/s,
+//! entries/s. No storage: this is the number to put next to `tshark -T fields` on the same
+//! file (`bench/dissect_vs_tshark.sh`).
+//!
+//! usage: cargo run --release -p wiretrail-agent --example dissect -- FILE [FILE ...]
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use wiretrail_agent::{CaptureReader, Pipeline, PipelineConfig};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files: Vec<String> = std::env::args().skip(1).collect();
+    if files.is_empty() {
+        return Err("usage: dissect FILE [FILE ...]".into());
+    }
+    for f in files {
+        let start = Instant::now();
+        let mut r = CaptureReader::open(&f)?;
+        let mut p = Pipeline::new(PipelineConfig {
+            node: "bench".into(),
+            ..Default::default()
+        });
+        let mut by_protocol: BTreeMap<String, u64> = BTreeMap::new();
+        let mut count = |p: &mut Pipeline| {
+            for e in p.take_entries() {
+                *by_protocol.entry(e.protocol).or_default() += 1;
+            }
+        };
+        let mut n = 0u64;
+        while let Some(pkt) = r.next_packet()? {
+            p.packet(pkt.ts_us, pkt.link, &pkt.data);
+            n += 1;
+            if n % 4096 == 0 {
+                count(&mut p);
+            }
+        }
+        p.finish();
+        count(&mut p);
+        let secs = start.elapsed().as_secs_f64();
+        let entries: u64 = by_protocol.values().sum();
+        let s = p.stats();
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": f,
+                "bytes": r.total_bytes(),
+                "packets": s.packets,
+                "entries": entries,
+                "by_protocol": by_protocol,
+                "dissect_errors": s.dissect_errors,
+                "seconds": secs,
+                "mb_per_s": r.total_bytes() as f64 / 1e6 / secs,
+                "entries_per_s": entries as f64 / secs,
+            })
+        );
+    }
+    Ok(())
+}
