@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
-use wiretrail_agent::{CaptureReader, IdentityMap, Pipeline, PipelineConfig};
+use wiretrail_agent::{CaptureReader, IdentityMap, KeyLog, Pipeline, PipelineConfig};
 use wiretrail_ingest::{Ingest, IngestClient, IngestConfig};
 use wiretrail_proto::EntryBatchBuilder;
 
@@ -23,6 +23,11 @@ pub struct ImportArgs {
     /// Identity map (JSON object: IP → {pod, namespace, service, workload, node}).
     #[arg(long, value_name = "FILE")]
     identities: Option<PathBuf>,
+    /// TLS key log (`SSLKEYLOGFILE` format, as written by curl, browsers, OpenSSL, Go); TLS
+    /// connections whose secrets it holds are decrypted and dissected (HTTP/1, HTTP/2, gRPC
+    /// inside TLS). Repeat the option for several files.
+    #[arg(long, value_name = "FILE")]
+    keylog: Vec<PathBuf>,
     /// Node name recorded as `node.name` (the capturing node); default: this host's name.
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
@@ -132,6 +137,15 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot load identities from {}", p.display()))?,
         None => IdentityMap::default(),
     };
+    let keylog = if a.keylog.is_empty() {
+        None
+    } else {
+        let mut log = KeyLog::default();
+        for p in &a.keylog {
+            log.merge(KeyLog::load(p)?);
+        }
+        Some(std::sync::Arc::new(log))
+    };
     // Decide where batches go before reading anything, so a busy data dir fails fast.
     let (url, local) = match (&a.target.data, &a.target.server) {
         (_, Some(url)) => (url.clone(), None),
@@ -165,6 +179,7 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         capture: "pcap".into(),
         body_cap: a.body_cap,
         identities,
+        keylog,
     };
     let agent_id = format!(
         "import-{node}-{}-{}",

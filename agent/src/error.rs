@@ -22,4 +22,6 @@ pub enum AgentError {
     },
     #[error("identities file {path}: {reason}")]
     Identities { path: PathBuf, reason: String },
+    #[error("TLS key log {path}: {reason}")]
+    KeyLog { path: PathBuf, reason: String },
 }

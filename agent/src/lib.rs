@@ -9,10 +9,12 @@ pub mod dissect;
 mod error;
 mod flow;
 pub mod identity;
+pub mod keylog;
 mod pipeline;
 pub mod reassembly;
 
 pub use capture::{CaptureReader, LinkType, Packet};
 pub use error::AgentError;
 pub use identity::IdentityMap;
+pub use keylog::KeyLog;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineStats};

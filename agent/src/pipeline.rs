@@ -37,6 +37,8 @@ pub struct PipelineConfig {
     /// Largest decoded body kept per message; the rest is counted, not stored.
     pub body_cap: usize,
     pub identities: IdentityMap,
+    /// TLS key log for decrypting captured TLS connections.
+    pub keylog: Option<std::sync::Arc<crate::KeyLog>>,
 }
 
 impl Default for PipelineConfig {
@@ -46,6 +48,7 @@ impl Default for PipelineConfig {
             capture: "pcap".into(),
             body_cap: wiretrail_proto::schema::DEFAULT_BODY_CAP,
             identities: IdentityMap::default(),
+            keylog: None,
         }
     }
 }
@@ -127,6 +130,7 @@ impl Pipeline {
         Pipeline {
             dissect: DissectConfig {
                 body_cap: config.body_cap,
+                keylog: config.keylog.clone(),
             },
             config,
             dissectors: registry(),

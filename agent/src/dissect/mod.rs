@@ -40,10 +40,13 @@ pub enum Probe {
 }
 
 /// Settings every parser gets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DissectConfig {
     /// Largest body kept per message (decoded); the rest is counted, not stored.
     pub body_cap: usize,
+    /// TLS secrets (`--keylog`): TLS connections whose keys are in it are decrypted and their
+    /// plaintext dissected like any other connection.
+    pub keylog: Option<std::sync::Arc<crate::KeyLog>>,
 }
 
 /// The parser of one connection or UDP flow.

@@ -3,7 +3,10 @@
 use super::*;
 
 fn parse(req: &[&[u8]], resp: &[&[u8]]) -> (Vec<Entry>, u64) {
-    let mut p = Http1Parser::new(DissectConfig { body_cap: 1 << 20 });
+    let mut p = Http1Parser::new(DissectConfig {
+        body_cap: 1 << 20,
+        ..Default::default()
+    });
     let mut out = Vec::new();
     for (i, r) in req.iter().enumerate() {
         p.data(Dir::Request, 10 + i as i64, r, &mut out);
@@ -65,7 +68,10 @@ fn continue_and_one_way_and_resync() {
 
 #[test]
 fn switching_protocols_stops_parsing() {
-    let mut p = Http1Parser::new(DissectConfig { body_cap: 1024 });
+    let mut p = Http1Parser::new(DissectConfig {
+        body_cap: 1024,
+        ..Default::default()
+    });
     let mut out = Vec::new();
     p.data(
         Dir::Request,
@@ -91,7 +97,10 @@ fn switching_protocols_stops_parsing() {
 /// answered on stream 1 and becomes one `http2` entry.
 #[test]
 fn h2c_upgrade_continues_as_http2() {
-    let mut p = Http1Parser::new(DissectConfig { body_cap: 1024 });
+    let mut p = Http1Parser::new(DissectConfig {
+        body_cap: 1024,
+        ..Default::default()
+    });
     let mut out = Vec::new();
     p.data(
         Dir::Request,

@@ -15,7 +15,10 @@ fn block(enc: &mut Encoder, h: &[(&str, &str)]) -> Vec<u8> {
 }
 
 fn cfg() -> DissectConfig {
-    DissectConfig { body_cap: 1 << 20 }
+    DissectConfig {
+        body_cap: 1 << 20,
+        ..Default::default()
+    }
 }
 
 /// Feeds both directions in `step`-byte pieces, client first per round.
