@@ -2,70 +2,13 @@
 //! reordered, dropped), goes through the whole pipeline without a panic. A fixed seed keeps
 //! the run reproducible; `bench/` is the place for the long version.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use wiretrail_agent::{CaptureReader, Packet, Pipeline, PipelineConfig};
 
-struct Rng(u64);
+mod support;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn packets(path: &Path) -> Vec<Packet> {
-    let mut r = CaptureReader::open(path).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet().unwrap() {
-        out.push(p);
-    }
-    out
-}
-
-fn mutate(pkts: &[Packet], rng: &mut Rng) -> Vec<Packet> {
-    let mut out = Vec::with_capacity(pkts.len() + 8);
-    for p in pkts {
-        let mut p = p.clone();
-        match rng.below(20) {
-            0 => {
-                // Flip bytes anywhere, headers included.
-                for _ in 0..1 + rng.below(4) {
-                    if !p.data.is_empty() {
-                        let i = rng.below(p.data.len());
-                        p.data[i] ^= 1 << rng.below(8);
-                    }
-                }
-            }
-            1 => {
-                let keep = rng.below(p.data.len() + 1);
-                p.data.truncate(keep);
-            }
-            // Flip a byte among the link/IP/TCP headers (ports, flags, sequence numbers).
-            5 if !p.data.is_empty() => {
-                let i = rng.below(p.data.len().min(70));
-                p.data[i] = rng.next() as u8;
-            }
-            2 => out.push(p.clone()),
-            3 => continue,
-            4 if !out.is_empty() => {
-                let i = rng.below(out.len().min(4));
-                let at = out.len() - 1 - i;
-                out.insert(at, p);
-                continue;
-            }
-            _ => {}
-        }
-        out.push(p);
-    }
-    out
-}
+use support::mutate::{mutate, packets, Rng};
 
 #[test]
 fn mutated_corpus_never_panics() {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod mutate;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
