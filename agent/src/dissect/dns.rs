@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use simple_dns::rdata::RData;
 use simple_dns::{Packet, QTYPE, TYPE};
@@ -165,29 +166,89 @@ pub struct DnsParser {
     errors: u64,
 }
 
+// The detail JSON, serialized straight from these structs (no intermediate `Value` maps:
+// DNS entries are small and many, and building maps dominated their cost).
+#[derive(Serialize)]
+struct Question {
+    name: String,
+    #[serde(rename = "type")]
+    qtype: String,
+    class: String,
+}
+
+#[derive(Serialize)]
+struct Flags {
+    rd: bool,
+    cd: bool,
+}
+
+#[derive(Serialize)]
+struct Query<'a> {
+    id: u16,
+    opcode: u8,
+    questions: &'a [Question],
+    flags: Flags,
+    transport: &'static str,
+}
+
+#[derive(Serialize)]
+struct Answer {
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    ttl: u32,
+    data: Value,
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    id: u16,
+    rcode: u8,
+    rcode_name: String,
+    truncated: bool,
+    authoritative: bool,
+    questions: &'a [Question],
+    answers: Vec<Answer>,
+    authorities: usize,
+    additionals: usize,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Option<String> {
+    serde_json::to_string(v).ok()
+}
+
 impl DnsParser {
     fn message(&mut self, ts: i64, m: &[u8], out: &mut Vec<Entry>) {
         let (Some(h), Ok(p)) = (header(m), Packet::parse(m)) else {
             self.errors += 1;
             return;
         };
-        let questions: Vec<Value> = p
+        let questions: Vec<Question> = p
             .questions
             .iter()
-            .map(|q| json!({"name": q.qname.to_string(), "type": qtype_name(q.qtype), "class": format!("{:?}", q.qclass)}))
+            .map(|q| Question {
+                name: q.qname.to_string(),
+                qtype: qtype_name(q.qtype),
+                class: format!("{:?}", q.qclass),
+            })
             .collect();
         if !h.response {
             let mut e = Entry::new(EntryId([0; 16]), ts, "", "dns", "");
-            if let Some(q) = p.questions.first() {
-                e.method = Some(qtype_name(q.qtype));
-                e.path = Some(q.qname.to_string().trim_end_matches('.').to_string());
+            if let Some(q) = questions.first() {
+                e.method = Some(q.qtype.clone());
+                e.path = Some(q.name.trim_end_matches('.').to_string());
             }
             e.request_size = m.len() as u64;
-            e.request = Some(
-                json!({"id": h.id, "opcode": h.opcode, "questions": questions,
-                       "flags": {"rd": m[2] & 0x01 != 0, "cd": m[3] & 0x10 != 0}, "transport": if self.tcp {"tcp"} else {"udp"}})
-                .to_string(),
-            );
+            e.request = to_json(&Query {
+                id: h.id,
+                opcode: h.opcode,
+                questions: &questions,
+                flags: Flags {
+                    rd: m[2] & 0x01 != 0,
+                    cd: m[3] & 0x10 != 0,
+                },
+                transport: if self.tcp { "tcp" } else { "udp" },
+            });
             if let Some(old) = self.pending.insert(h.id, e) {
                 out.push(old); // the same id again before an answer: the first stays one-way
             }
@@ -210,9 +271,9 @@ impl DnsParser {
             }
             None => {
                 let mut e = Entry::new(EntryId([0; 16]), ts, "", "dns", "");
-                if let Some(q) = p.questions.first() {
-                    e.method = Some(qtype_name(q.qtype));
-                    e.path = Some(q.qname.to_string().trim_end_matches('.').to_string());
+                if let Some(q) = questions.first() {
+                    e.method = Some(q.qtype.clone());
+                    e.path = Some(q.name.trim_end_matches('.').to_string());
                 }
                 e
             }
@@ -220,17 +281,27 @@ impl DnsParser {
         e.status = Some(i32::from(h.rcode));
         e.status_text = Some(rcode_name(h.rcode));
         e.response_size = m.len() as u64;
-        let answers: Vec<Value> = p
+        let answers: Vec<Answer> = p
             .answers
             .iter()
-            .map(|a| json!({"name": a.name.to_string(), "type": type_name(a.rdata.type_code()), "ttl": a.ttl, "data": rdata_text(&a.rdata)}))
+            .map(|a| Answer {
+                name: a.name.to_string(),
+                rtype: type_name(a.rdata.type_code()),
+                ttl: a.ttl,
+                data: rdata_text(&a.rdata),
+            })
             .collect();
-        e.response = Some(
-            json!({"id": h.id, "rcode": h.rcode, "rcode_name": rcode_name(h.rcode), "truncated": h.truncated, "authoritative": m[2] & 0x04 != 0,
-                   "questions": questions, "answers": answers,
-                   "authorities": p.name_servers.len(), "additionals": p.additional_records.len()})
-            .to_string(),
-        );
+        e.response = to_json(&Reply {
+            id: h.id,
+            rcode: h.rcode,
+            rcode_name: rcode_name(h.rcode),
+            truncated: h.truncated,
+            authoritative: m[2] & 0x04 != 0,
+            questions: &questions,
+            answers,
+            authorities: p.name_servers.len(),
+            additionals: p.additional_records.len(),
+        });
         out.push(e);
     }
 }
