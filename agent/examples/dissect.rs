@@ -42,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let secs = start.elapsed().as_secs_f64();
         let entries: u64 = by_protocol.values().sum();
         let s = p.stats();
+        if std::env::var_os("DISSECT_STATS").is_some() {
+            eprintln!("{s:#?}");
+        }
         println!(
             "{}",
             serde_json::json!({

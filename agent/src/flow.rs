@@ -91,11 +91,12 @@ impl Flow {
     }
 
     /// A SYN without ACK from `side` that starts a different connection on the same ports
-    /// (a new ISN, or data already seen without a handshake): the old flow must end first.
+    /// (a new ISN, data already sent after the old SYN — port reuse, even with the same ISN —
+    /// or data already seen without a handshake): the old flow must end first.
     pub fn is_new_connection(&self, side: usize, seq: u32) -> bool {
         let h = &self.halves[side];
         match h.syn_seq() {
-            Some(isn) => isn != seq,
+            Some(isn) => isn != seq || h.has_data(),
             None => h.started(),
         }
     }

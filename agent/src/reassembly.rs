@@ -52,6 +52,12 @@ impl TcpHalf {
         self.next.is_some()
     }
 
+    /// Whether any byte after the SYN was taken in: a SYN that follows cannot be a
+    /// retransmission of this connection's SYN, even with the same sequence number.
+    pub fn has_data(&self) -> bool {
+        self.next.is_some_and(|(_, offset)| offset > 0)
+    }
+
     /// Bytes waiting for a hole to be filled.
     pub fn buffered(&self) -> usize {
         self.ooo_bytes
