@@ -332,6 +332,111 @@ impl RecordDecrypter {
     }
 }
 
+/// Decryption state of one TLS connection, fed by the handshake dissector: the randoms and
+/// the cipher suite from the hellos, ChangeCipherSpec per direction (TLS 1.2), then every
+/// encrypted record. TLS 1.3 switches from handshake to application keys after each side's
+/// Finished; instead of tracking handshake messages, a record that fails authentication
+/// under the handshake key is tried under the application key (AEAD makes this exact).
+#[derive(Default)]
+pub struct TlsSession {
+    client_random: Option<[u8; 32]>,
+    server_random: Option<[u8; 32]>,
+    suite: Option<Suite>,
+    /// Per direction (0 = client → server): the current decrypter and, for TLS 1.3, the
+    /// application-key decrypter to switch to.
+    keys: [Option<RecordDecrypter>; 2],
+    next: [Option<RecordDecrypter>; 2],
+    /// Records that could not be decrypted (no secrets, unsupported suite, bad tag).
+    pub failed_records: u64,
+    pub decrypted_records: u64,
+}
+
+impl TlsSession {
+    pub fn client_hello(&mut self, random: &[u8]) {
+        self.client_random = random.try_into().ok();
+    }
+
+    /// The ServerHello: keys for TLS 1.3 are ready at once (handshake traffic secrets);
+    /// TLS 1.2 waits for each side's ChangeCipherSpec. `Err` says why nothing can be decrypted
+    /// (shown in the entry).
+    pub fn server_hello(
+        &mut self,
+        log: &KeyLog,
+        random: &[u8],
+        suite_id: u16,
+        tls13: bool,
+    ) -> Result<(), &'static str> {
+        self.server_random = random.try_into().ok();
+        let suite = Suite::from_id(suite_id).ok_or("cipher suite not supported for decryption")?;
+        if suite.tls13 != tls13 {
+            return Err("cipher suite does not match the negotiated version");
+        }
+        self.suite = Some(suite);
+        let secrets = self
+            .client_random
+            .and_then(|r| log.get(&r))
+            .ok_or("no secrets for this connection in the key log")?;
+        if tls13 {
+            let mk =
+                |s: &Option<Vec<u8>>| s.as_deref().and_then(|s| RecordDecrypter::tls13(suite, s));
+            self.keys = [mk(&secrets.client_handshake), mk(&secrets.server_handshake)];
+            self.next = [mk(&secrets.client_app), mk(&secrets.server_app)];
+            if self.keys.iter().chain(&self.next).all(Option::is_none) {
+                return Err("key log has no TLS 1.3 traffic secrets for this connection");
+            }
+        } else if secrets.master.is_none() {
+            return Err("key log has no CLIENT_RANDOM master secret for this connection");
+        }
+        Ok(())
+    }
+
+    /// TLS 1.2: records of `dir` (0 = client) are encrypted from now on.
+    pub fn change_cipher_spec(&mut self, log: &KeyLog, dir: usize) {
+        let Some(suite) = self.suite.filter(|s| !s.tls13) else {
+            return;
+        };
+        let (Some(cr), Some(sr)) = (self.client_random, self.server_random) else {
+            return;
+        };
+        if let Some(master) = log.get(&cr).and_then(|s| s.master.as_deref()) {
+            self.keys[dir & 1] = RecordDecrypter::tls12(suite, master, &cr, &sr, dir & 1 == 0);
+        }
+    }
+
+    /// Whether records of `dir` are expected to be encrypted and a key exists for them.
+    pub fn can_decrypt(&self, dir: usize) -> bool {
+        self.keys[dir & 1].is_some() || self.next[dir & 1].is_some()
+    }
+
+    /// Decrypts one record of `dir`; `None` (counted) if no key opens it.
+    pub fn decrypt(
+        &mut self,
+        dir: usize,
+        content_type: u8,
+        version: u16,
+        payload: &[u8],
+    ) -> Option<(u8, Vec<u8>)> {
+        let d = dir & 1;
+        if let Some(out) = self.keys[d]
+            .as_mut()
+            .and_then(|k| k.decrypt(content_type, version, payload))
+        {
+            self.decrypted_records += 1;
+            return Some(out);
+        }
+        if let Some(mut next) = self.next[d].take() {
+            if let Some(out) = next.decrypt(content_type, version, payload) {
+                self.keys[d] = Some(next);
+                self.decrypted_records += 1;
+                return Some(out);
+            }
+            self.next[d] = Some(next);
+        }
+        self.failed_records += 1;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
