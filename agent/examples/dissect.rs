@@ -7,6 +7,10 @@
 //! usage: cargo run --release -p wiretrail-agent --example dissect -- FILE [FILE ...]
 
 use std::collections::BTreeMap;
+
+/// The allocator the `wiretrail` binary uses, so the figure is the one users get.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 use wiretrail_agent::{CaptureReader, Pipeline, PipelineConfig};
