@@ -122,6 +122,7 @@ fn conform(name: &str) -> Vec<Entry> {
         }
     }
     c.print_and_assert();
+    // KAFKA_DUMP=1 prints our entries, for eyeballing against the capture.
     if std::env::var_os("KAFKA_DUMP").is_some() {
         for e in &ours {
             eprintln!(
@@ -261,4 +262,28 @@ fn cluster_mix_kafka() {
     }
     let ours = conform("cluster_mix");
     assert!(ours.iter().all(|e| e.dst.port == 9092));
+}
+
+/// The probe claims no flow of the other captures (HTTP/1, HTTP/2, gRPC, TLS, AMQP,
+/// PostgreSQL, Redis, DNS), whatever dissectors exist for them.
+#[test]
+fn no_kafka_in_other_captures() {
+    if skip() {
+        return;
+    }
+    let mut names: Vec<String> = std::fs::read_dir(corpus().join("pcaps"))
+        .unwrap()
+        .filter_map(|d| {
+            let name = d.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".pcap").map(str::to_string)
+        })
+        .filter(|n| !n.starts_with("kafka_") && n != "cluster_mix")
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20);
+    for name in names {
+        let (entries, _) = run(&name, 1024);
+        let n = entries.iter().filter(|e| e.protocol == "kafka").count();
+        assert_eq!(n, 0, "{name}: Kafka entries");
+    }
 }

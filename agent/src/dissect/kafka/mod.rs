@@ -24,9 +24,10 @@ use body::{Request, Response, TopicIds, DETAIL_ITEMS};
 use names::{api_name, error_name, flexible, MAX_API_KEY};
 use wire::Reader;
 
-/// Largest frame buffered (Kafka's own defaults stay far below: 1 MiB messages, 50 MiB
+/// Largest frame buffered (Kafka's own defaults stay below: 1 MiB messages, 50 MiB
 /// fetches). A length past it, or negative, means the stream is not (or no longer) Kafka:
-/// the error is counted and the rest of the connection is not dissected.
+/// the error is counted and the rest of the connection is not dissected. A connection thus
+/// holds at most one partial frame per direction (2 × 64 MiB) plus [`MAX_PENDING`] entries.
 const MAX_FRAME: usize = 64 << 20;
 /// Requests awaiting a response per connection; past it the oldest is emitted as one-way.
 const MAX_PENDING: usize = 1024;
@@ -59,7 +60,7 @@ fn head(data: &[u8]) -> Option<Head> {
 fn plausible_request(data: &[u8]) -> Probe {
     let Some(h) = head(data) else {
         return match data.first() {
-            Some(b) if usize::from(*b) << 24 >= MAX_FRAME => Probe::No,
+            Some(b) if usize::from(*b) << 24 > MAX_FRAME => Probe::No,
             _ => Probe::NeedMore,
         };
     };
