@@ -172,7 +172,7 @@ pub fn flexible(key: i16, version: i16) -> bool {
     }
 }
 
-/// Error names from -1 (UNKNOWN_SERVER_ERROR) to 127.
+/// Error names from -1 (UNKNOWN_SERVER_ERROR) to 128.
 const ERRORS: &[&str] = &[
     "UNKNOWN_SERVER_ERROR",
     "NONE",
@@ -303,6 +303,7 @@ const ERRORS: &[&str] = &[
     "INVALID_VOTER_KEY",
     "DUPLICATE_VOTER",
     "VOTER_NOT_FOUND",
+    "INVALID_REGULAR_EXPRESSION",
 ];
 
 /// The name of an error code; codes past the table get `ERROR_<code>`.
