@@ -13,6 +13,7 @@ mod graphql;
 mod grpc;
 pub mod http1;
 pub mod http2;
+pub mod kafka;
 pub mod redis;
 
 use wiretrail_proto::Entry;
@@ -95,5 +96,6 @@ pub fn registry() -> Vec<Box<dyn Dissector>> {
         Box::new(http2::Http2),
         Box::new(redis::Redis),
         Box::new(dns::Dns),
+        Box::new(kafka::Kafka),
     ]
 }
