@@ -57,7 +57,11 @@ fn http_and_dns_entries_match_tshark() {
     );
     for name in HTTP_CAPTURES {
         let truth = http_truth(name);
-        let got = server.all(&format!("(http or gql) and node.name == \"{name}\""), None, None);
+        let got = server.all(
+            &format!("(http or gql) and node.name == \"{name}\""),
+            None,
+            None,
+        );
         let answered = got.iter().filter(|e| !e["status"].is_null()).count();
         eprintln!(
             "{:<22} {:>6} {:>6} {:>9}",

@@ -60,6 +60,7 @@ fn kfl_queries_match_independent_counts() {
         ids: serde_json::from_str(&std::fs::read_to_string(&ids_path).unwrap()).unwrap(),
     };
     let redis = redis_truth("cluster_mix", "6379");
+    let kafka = kafka_requests("cluster_mix", "9092");
     let cmd = |c: &str| redis.iter().filter(|(x, _)| x == c).count();
     let lab_http = http_truth("http1_keepalive");
     let lab_dns = dns_truth("dns_udp");
@@ -78,7 +79,8 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and dns", t.dns.len()),
         ("node.name == \"lab\"", lab_http.len() + lab_dns.len()),
         ("node.name == \"node-a\" and (http or dns)", t.http.len() + t.dns.len()),
-        ("node.name == \"node-a\" and !http", t.dns.len() + redis.len()),
+        ("node.name == \"node-a\" and !http", t.dns.len() + redis.len() + kafka),
+        ("node.name == \"node-a\" and kafka", kafka),
         ("node.name == \"node-a\" and redis", redis.len()),
         ("redis and request.method == \"GET\"", cmd("GET")),
         ("redis and request.method in [\"SET\", \"INCR\"]", cmd("SET") + cmd("INCR")),
@@ -109,7 +111,7 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and dns and request.method == \"AAAA\"", d(&|q| q.qtype == "28")),
         ("dns and request.path == \"payments\"", d(&|q| q.name == "payments")),
         ("node.name == \"node-a\" and src.namespace == \"shop\" and http", h(&|r| t.ns(&r.src) == Some("shop"))),
-        ("node.name == \"node-a\" and dst.namespace == \"infra\"", t.dns.len() + redis.len()),
+        ("node.name == \"node-a\" and dst.namespace == \"infra\"", t.dns.len() + redis.len() + kafka),
         ("node.name == \"node-a\" and http and src.namespace == nil", h(&|r| t.ns(&r.src).is_none())),
         ("src.name == \"reports-29384710-5hxpz\" and http", h(&|r| r.src == "127.0.10.4")),
         ("src.pod.namespace == \"shop\" && dst.service.name == \"auth\"", h(&|r| t.ns(&r.src) == Some("shop") && r.dst == "127.0.10.3")),

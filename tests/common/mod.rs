@@ -399,3 +399,12 @@ pub fn redis_errors(name: &str, port: &str) -> usize {
         .map(|r| split(r.get("resp.error").map(String::as_str).unwrap_or("")).len())
         .sum()
 }
+
+/// Kafka requests clients sent to `port` (tshark's `kafka.api_key` values on request frames).
+pub fn kafka_requests(name: &str, port: &str) -> usize {
+    truth_rows(name)
+        .iter()
+        .filter(|r| r.get("tcp.dstport").map(String::as_str) == Some(port))
+        .map(|r| split(r.get("kafka.api_key").map(String::as_str).unwrap_or("")).len())
+        .sum()
+}
