@@ -67,14 +67,16 @@ for g in "${GROUPS_TO_RUN[@]}"; do
   ef=()
   for f in $(fields "$g"); do ef+=(-e "$f"); done
   t0=$(date +%s.%N)
-  tshark -r "$big" "${DECODE[@]}" -T fields "${ef[@]}" >/dev/null 2>&1
+  rows=$(tshark -r "$big" "${DECODE[@]}" -T fields "${ef[@]}" 2>/dev/null | grep -c '[^[:space:]]' || true)
   t1=$(date +%s.%N)
-  python3 - "$g" "$ours" "$t0" "$t1" <<'PY'
+  python3 - "$g" "$ours" "$t0" "$t1" "$rows" <<'PY'
 import json, sys
 g, ours, t0, t1 = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+rows = int(sys.argv[5])
 ts = t1 - t0
 print(f"{g:<12} {ours['bytes']/1e6:8.1f} {ours['entries']:9d} {ours['entries_per_s']:11,.0f} "
       f"{ours['mb_per_s']:10.1f} {ours['seconds']:9.2f} {ts:8.2f} {ts/ours['seconds']:6.1f}x")
-print(f"  by protocol: {ours['by_protocol']}  dissect_errors: {ours['dissect_errors']}", file=sys.stderr)
+print(f"  ours by protocol: {ours['by_protocol']}  dissect_errors: {ours['dissect_errors']};"
+      f"  tshark printed {rows} frames with these fields", file=sys.stderr)
 PY
 done

@@ -5,9 +5,11 @@ usage: repeat_pcap.py OUT MIN_MB PCAP [PCAP ...]
 
 The input captures are appended one after another, over and over, until OUT holds at least
 MIN_MB megabytes. Each copy is shifted in time to start 1 s after the previous one ended, so
-connections never overlap and both wiretrail and tshark see a long, valid, time-ordered capture
-(the same ports are reused by later copies, as a long-running client would). Classic pcap
-(microsecond or nanosecond) with one link type only; standard library only.
+connections never overlap and both wiretrail and tshark see a long, valid, time-ordered capture.
+Later copies reuse the same ports (as a long-running client would) with TCP sequence numbers
+moved by a per-copy offset: otherwise tshark takes every later copy for retransmissions of the
+first and skips it. Classic pcap (microsecond or nanosecond), Ethernet (the corpus's loopback
+captures) or other link types (copied unchanged); standard library only.
 """
 import struct
 import sys
@@ -35,6 +37,25 @@ def read(path):
     return data[:24], linktype, recs
 
 
+def shift_seq(pkt, linktype, offset):
+    """TCP seq/ack += offset for Ethernet/IPv4 and Ethernet/IPv6 packets (others unchanged)."""
+    if linktype != 1 or offset == 0 or len(pkt) < 14:
+        return pkt
+    ethertype = struct.unpack(">H", pkt[12:14])[0]
+    if ethertype == 0x0800 and len(pkt) >= 34 and pkt[23] == 6:
+        tcp = 14 + (pkt[14] & 0x0F) * 4
+    elif ethertype == 0x86DD and len(pkt) >= 54 and pkt[20] == 6:
+        tcp = 54
+    else:
+        return pkt
+    if len(pkt) < tcp + 12:
+        return pkt
+    seq, ack = struct.unpack(">II", pkt[tcp + 4:tcp + 12])
+    out = bytearray(pkt)
+    out[tcp + 4:tcp + 12] = struct.pack(">II", (seq + offset) & 0xFFFFFFFF, (ack + offset) & 0xFFFFFFFF)
+    return bytes(out)
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -57,7 +78,9 @@ def main():
                     continue
                 first = recs[0][0]
                 shift = 0 if clock is None else clock + 1_000_000 - first
+                offset = (copies * 0x01000193) & 0xFFFFFFFF
                 for ts, orig, pkt in recs:
+                    pkt = shift_seq(pkt, inputs[0][1], offset)
                     t = ts + shift
                     f.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(pkt), orig))
                     f.write(pkt)

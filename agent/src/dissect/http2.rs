@@ -2,16 +2,19 @@
 //! `Upgrade: h2c` (the HTTP/1 parser hands the connection over, the upgraded request becoming
 //! stream 1), and HTTP/2 inside TLS once plaintext is available. Frames are split per
 //! direction, header blocks (HEADERS/PUSH_PROMISE + CONTINUATION, padding and priority
-//! removed) are decoded with a per-direction HPACK decoder (`loona-hpack`, dynamic table
+//! removed) are decoded with a per-direction HPACK decoder ([`hpack`], dynamic table
 //! included), and each stream becomes one entry when both sides ended it, it was reset, or the
 //! connection ended. DATA flows into decompressed bodies; `application/grpc` streams become
 //! `grpc` entries (see [`super::grpc`]) and GraphQL requests `graphql` entries.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use loona_hpack::Decoder;
 use serde_json::{json, Map, Value};
 use wiretrail_proto::{Entry, EntryId};
+
+mod hpack;
+
+use hpack::Decoder;
 
 use super::body::Body;
 use super::grpc::{self, GrpcReader};
@@ -167,7 +170,7 @@ struct Side {
     buf: Vec<u8>,
     /// The client preface is still expected at the start of this direction.
     preface: bool,
-    hpack: Decoder<'static>,
+    hpack: Decoder,
     block: Option<Block>,
     /// Framing or HPACK state was lost (a gap, a bad frame): the rest is not dissected.
     dead: bool,
@@ -175,12 +178,10 @@ struct Side {
 
 impl Side {
     fn new(preface: bool) -> Self {
-        let mut hpack = Decoder::new();
-        hpack.set_max_allowed_table_size(MAX_HPACK_TABLE);
         Self {
             buf: Vec::new(),
             preface,
-            hpack,
+            hpack: Decoder::new(MAX_HPACK_TABLE),
             block: None,
             dead: false,
         }
@@ -473,20 +474,11 @@ impl Http2Parser {
     fn header_block(&mut self, dir: Dir, ts: i64, block: Block, out: &mut Vec<Entry>) {
         let side = self.side(dir);
         let decoded = side.hpack.decode(&block.bytes);
-        let Ok(list) = decoded else {
+        let Ok(headers) = decoded else {
             // The dynamic table is now unknown: every later block would decode wrongly.
             self.fail(dir);
             return;
         };
-        let headers: Vec<(String, String)> = list
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(&k).into_owned(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
-            .collect();
         if let Some(promised) = block.promised {
             // A server push: the promised request, answered on the promised stream.
             let Some(s) = self.stream(promised, ts, true, out) else {

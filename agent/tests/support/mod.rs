@@ -27,9 +27,19 @@ pub fn skip() -> bool {
 
 /// Every entry the pipeline makes from `pcaps/<name>.pcap`, with its counters.
 pub fn run(name: &str, body_cap: usize) -> (Vec<Entry>, PipelineStats) {
+    run_with_keylog(name, body_cap, false)
+}
+
+/// [`run`], with `pcaps/<name>.keylog` applied when `keylog` is set.
+pub fn run_with_keylog(name: &str, body_cap: usize, keylog: bool) -> (Vec<Entry>, PipelineStats) {
+    let keylog = keylog.then(|| {
+        let path = corpus().join("pcaps").join(format!("{name}.keylog"));
+        std::sync::Arc::new(wiretrail_agent::KeyLog::load(path).unwrap())
+    });
     let mut p = Pipeline::new(PipelineConfig {
         node: "t".into(),
         body_cap,
+        keylog,
         ..Default::default()
     });
     let mut r = CaptureReader::open(corpus().join("pcaps").join(format!("{name}.pcap"))).unwrap();
