@@ -85,9 +85,67 @@ enum Parsed {
 }
 
 fn line(data: &[u8]) -> Option<(&[u8], usize)> {
-    data.windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|i| (&data[..i], i + 2))
+    let mut from = 0;
+    while let Some(i) = data[from..].iter().position(|&b| b == b'\r') {
+        let at = from + i;
+        if data.get(at + 1) == Some(&b'\n') {
+            return Some((&data[..at], at + 2));
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The length of the complete value at the start of `data`, without building it: replies
+/// arrive in many segments, and building the value tree on every segment only to find it
+/// incomplete was most of the Redis time (quadratic in the reply size).
+fn complete(data: &[u8], depth: usize) -> Result<usize, Parsed> {
+    if depth > MAX_DEPTH {
+        return Err(Parsed::Invalid);
+    }
+    let Some(&t) = data.first() else {
+        return Err(Parsed::Incomplete);
+    };
+    let Some((l, n)) = line(&data[1..]) else {
+        return Err(if data.len() > 64 * 1024 {
+            Parsed::Invalid
+        } else {
+            Parsed::Incomplete
+        });
+    };
+    let head = 1 + n;
+    match t {
+        b'+' | b'-' | b':' | b'(' | b',' | b'_' | b'#' => Ok(head),
+        b'$' | b'=' | b'!' => match num(l) {
+            Some(len) if len < 0 => Ok(head),
+            Some(len) => {
+                let end = head.saturating_add(len as usize).saturating_add(2);
+                if data.len() < end {
+                    Err(Parsed::Incomplete)
+                } else {
+                    Ok(end)
+                }
+            }
+            None => Err(Parsed::Invalid),
+        },
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let count = num(l).ok_or(Parsed::Invalid)?;
+            let total = if t == b'%' || t == b'|' {
+                count.saturating_mul(2)
+            } else {
+                count
+            };
+            let mut at = head;
+            for _ in 0..total.max(0) {
+                at += complete(&data[at..], depth + 1)?;
+            }
+            if t == b'|' {
+                at += complete(&data[at..], depth + 1)?;
+            }
+            Ok(at)
+        }
+        _ => Err(Parsed::Invalid),
+    }
 }
 
 fn num(l: &[u8]) -> Option<i64> {
@@ -408,7 +466,11 @@ impl Parser for RedisParser {
                 }
                 continue;
             }
-            match parse(rest, 0) {
+            let parsed = match complete(rest, 0) {
+                Ok(n) => parse(&rest[..n], 0),
+                Err(p) => p,
+            };
+            match parsed {
                 Parsed::Done(v, n) => {
                     let raw = &rest[..n];
                     match dir {
@@ -425,7 +487,9 @@ impl Parser for RedisParser {
                 }
             }
         }
-        self.bufs[i] = buf[pos..].to_vec();
+        let mut buf = buf;
+        buf.drain(..pos.min(buf.len()));
+        self.bufs[i] = buf;
         if pos > 0 {
             self.buf_ts[i] = ts;
         }
