@@ -11,6 +11,7 @@ mod body;
 pub mod dns;
 pub mod http1;
 pub mod redis;
+pub mod tls;
 
 use wiretrail_proto::Entry;
 
@@ -88,5 +89,6 @@ pub fn registry() -> Vec<Box<dyn Dissector>> {
         Box::new(http1::Http1),
         Box::new(redis::Redis),
         Box::new(dns::Dns),
+        Box::new(tls::Tls),
     ]
 }
