@@ -20,7 +20,8 @@ use serde_json::{json, Map, Value};
 use tls_parser::{
     parse_tls_client_hello_extensions, parse_tls_handshake_client_hello,
     parse_tls_handshake_msg_certificate, parse_tls_handshake_server_hello,
-    parse_tls_server_hello_extensions, TlsExtension, TlsMessageHandshake,
+    parse_tls_server_hello_extensions, TlsCipherKx, TlsCipherSuite, TlsExtension,
+    TlsMessageHandshake,
 };
 use wiretrail_proto::{Entry, EntryId};
 
@@ -326,10 +327,20 @@ impl TlsParser {
                     Dir::Response => self.certificates = certs,
                 }
             }
+            // ECDHE ServerKeyExchange: curve_type named_curve (3), then the group.
+            (12, Dir::Response) if body.first() == Some(&3) && self.ecdhe() => {
+                self.group = u16_at(body, 1);
+            }
             (13, Dir::Response) => self.client_auth = true,
             (14, Dir::Response) => self.server_done = true,
             _ => {}
         }
+    }
+
+    fn ecdhe(&self) -> bool {
+        self.cipher
+            .and_then(TlsCipherSuite::from_id)
+            .is_some_and(|c| c.kx == TlsCipherKx::Ecdhe)
     }
 
     fn tls13(&self) -> bool {

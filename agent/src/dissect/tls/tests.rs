@@ -234,6 +234,7 @@ fn tls12_certificates_of_both_sides() {
             22,
             &[
                 b.to_vec(),
+                handshake(12, &[3, 0, 29, 1, 7]),
                 handshake(13, &[1, 1, 0, 0, 0, 0]),
                 handshake(14, &[]),
             ]
@@ -265,6 +266,7 @@ fn tls12_certificates_of_both_sides() {
     assert_eq!(resp["cipher"], "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
     assert_eq!(resp["alpn"], "http/1.1");
     assert_eq!(resp["client_auth"], true);
+    assert_eq!(resp["group"], "x25519", "from the ServerKeyExchange");
     assert_eq!(resp["resumed"], false);
     let want = serde_json::json!([{"subject": "CN=client.test, O=Wiretrail", "issuer": "CN=client.test, O=Wiretrail"}]);
     assert_eq!(resp["certificates"], want);
