@@ -253,7 +253,7 @@ impl TlsParser {
         self.sni.clone_from(&sni);
         self.client_session_id = ch.session_id.unwrap_or_default().to_vec();
         let ciphers: Vec<String> = list(ch.ciphers.iter().map(|c| names::cipher(c.0)), MAX_CIPHERS);
-        self.request = json!({
+        let Value::Object(request) = json!({
             "sni": sni,
             "alpn": alpn,
             "versions": versions,
@@ -263,10 +263,10 @@ impl TlsParser {
             "groups": groups.iter().map(|g| names::group(*g)).collect::<Vec<_>>(),
             "supported_groups": supported_groups,
             "resumption": resumption,
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+        }) else {
+            return;
+        };
+        self.request = request;
     }
 
     fn server_hello(&mut self, ts: i64, body: &[u8]) {
@@ -388,7 +388,7 @@ impl TlsParser {
         let first_ts = side.hs_ts;
         let mut pos = 0;
         while let Some(head) = hs.get(pos..pos + 4) {
-            let len = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            let len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
             let Some(body) = hs.get(pos + 4..pos + 4 + len) else {
                 break;
             };
