@@ -15,6 +15,7 @@ pub mod http1;
 pub mod http2;
 pub mod kafka;
 pub mod redis;
+pub mod tls;
 
 use wiretrail_proto::Entry;
 
@@ -97,5 +98,6 @@ pub fn registry() -> Vec<Box<dyn Dissector>> {
         Box::new(redis::Redis),
         Box::new(dns::Dns),
         Box::new(kafka::Kafka),
+        Box::new(tls::Tls),
     ]
 }
