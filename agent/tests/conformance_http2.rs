@@ -10,7 +10,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
-use support::{run, skip, split, truth, Conformance};
+use support::{run, run_with_keylog, skip, split, truth, Conformance};
 use wiretrail_proto::Entry;
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -150,7 +150,11 @@ fn h2_ours(entries: &[Entry]) -> BTreeMap<(u16, u32), Call> {
 }
 
 fn conformance(protocol: &'static str, name: &str, port: u16) -> Vec<Entry> {
-    let (entries, stats) = run(name, 1 << 20);
+    conformance_keylog(protocol, name, port, false)
+}
+
+fn conformance_keylog(protocol: &'static str, name: &str, port: u16, keylog: bool) -> Vec<Entry> {
+    let (entries, stats) = run_with_keylog(name, 1 << 20, keylog);
     let want = h2_truth(name, port);
     let got = h2_ours(&entries);
     let mut c = Conformance::new(protocol, name);
@@ -354,4 +358,34 @@ fn graphql_matches_tshark_and_the_client() {
         })
         .count();
     assert_eq!(with_errors, 2, "Bad mutation and {{ nosuchfield }}");
+}
+
+/// HTTP/2 (and HTTP/1.1) inside TLS 1.3, decrypted with `pcaps/http2_tls.keylog` as tshark
+/// did for the truth: the same streams, methods, paths and statuses.
+#[test]
+fn http2_over_tls_with_keylog_matches_tshark() {
+    if skip() {
+        return;
+    }
+    let entries = conformance_keylog("http2+tls", "http2_tls", 18443, true);
+    let inner: Vec<&Entry> = entries.iter().filter(|e| e.protocol != "tls").collect();
+    assert!(inner
+        .iter()
+        .all(|e| detail(e.request.as_deref())["tls"]["decrypted"] == true));
+    // The handshakes: decrypted, with the TLS 1.3 ALPN and server certificate that are
+    // only visible inside the encrypted handshake.
+    for e in entries.iter().filter(|e| e.protocol == "tls") {
+        let r = detail(e.response.as_deref());
+        assert_eq!(r["decryption"]["decrypted"], true, "{r}");
+        assert_eq!(r["decryption"]["failed_records"], 0, "{r}");
+        assert!(
+            r["certificates"][0]["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("corpus.test")),
+            "{r}"
+        );
+    }
+    // Without the key log the same capture yields only the handshakes.
+    let (plain, _) = run("http2_tls", 1 << 20);
+    assert!(plain.iter().all(|e| e.protocol == "tls"));
 }

@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use support::{run, skip, split, truth, Conformance};
+use support::{run, run_with_keylog, skip, split, truth, Conformance};
 use wiretrail_proto::Entry;
 
 fn hex(v: &str) -> u16 {
@@ -270,4 +270,72 @@ fn http2_tls_matches_tshark() {
         return;
     }
     conformance("http2_tls");
+}
+
+/// HTTP/1 inside TLS 1.2 and 1.3 (openssl s_server and nginx), decrypted with
+/// `pcaps/tls_handshakes.keylog` as tshark did for the truth: per connection, the same
+/// requests, and the same statuses where tshark decoded one.
+#[test]
+fn http_over_tls_with_keylog_matches_tshark() {
+    if skip() {
+        return;
+    }
+    let name = "tls_handshakes";
+    let (entries, stats) = run_with_keylog(name, 1 << 20, true);
+    let servers = ["18443", "18444", "18445"];
+    let mut want: BTreeMap<String, (String, String, Option<i32>)> = BTreeMap::new();
+    let mut codes: BTreeMap<String, i32> = BTreeMap::new();
+    for row in truth(name) {
+        let (sp, dp) = (&row["tcp.srcport"], &row["tcp.dstport"]);
+        if servers.contains(&dp.as_str()) && !row["http.request.method"].is_empty() {
+            want.insert(
+                sp.clone(),
+                (
+                    row["http.request.method"].clone(),
+                    row["http.request.uri"].clone(),
+                    None,
+                ),
+            );
+        }
+        if servers.contains(&sp.as_str()) {
+            if let Some(c) = split(&row["http.response.code"]).first() {
+                codes.insert(dp.clone(), c.parse().unwrap());
+            }
+        }
+    }
+    for (port, c) in codes {
+        if let Some(w) = want.get_mut(&port) {
+            w.2 = Some(c);
+        }
+    }
+    let mut c = Conformance::new("http+tls", name);
+    let got: BTreeMap<String, (String, String, Option<i32>)> = entries
+        .iter()
+        .filter(|e| e.protocol == "http")
+        .map(|e| {
+            (
+                e.src.port.to_string(),
+                (
+                    e.method.clone().unwrap_or_default(),
+                    e.path.clone().unwrap_or_default(),
+                    e.status,
+                ),
+            )
+        })
+        .collect();
+    for (port, w) in &want {
+        // tshark shows no status for s_server's `-www` replies; compare what it decoded.
+        let g = got
+            .get(port)
+            .map(|g| (g.0.clone(), g.1.clone(), w.2.and(g.2)));
+        c.check(&format!("client port {port}"), w, g.as_ref());
+    }
+    c.print_and_assert();
+    assert_eq!(stats.dissect_errors, 0);
+    for e in entries.iter().filter(|e| e.protocol == "tls") {
+        let r = json(&e.response);
+        if !r["decryption"].is_null() && e.status == Some(0) {
+            assert_eq!(r["decryption"]["failed_records"], 0, "{r}");
+        }
+    }
 }

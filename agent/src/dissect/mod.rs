@@ -14,6 +14,7 @@ mod grpc;
 pub mod http1;
 pub mod http2;
 pub mod kafka;
+pub mod postgres;
 pub mod redis;
 pub mod tls;
 
@@ -98,6 +99,7 @@ pub fn registry() -> Vec<Box<dyn Dissector>> {
         Box::new(redis::Redis),
         Box::new(dns::Dns),
         Box::new(kafka::Kafka),
+        Box::new(postgres::Postgres),
         Box::new(tls::Tls),
     ]
 }

@@ -9,12 +9,20 @@
 //! The entry is emitted once nothing more can be learnt in the clear: at the final TLS 1.3
 //! ServerHello (everything after it is encrypted), after both ChangeCipherSpecs in TLS 1.2
 //! (so the client's certificate and a plaintext alert rejecting it are included), at a fatal
-//! alert, or at `end` for an unfinished handshake. The rest of the connection is ignored:
-//! `request_size`/`response_size` count the TLS bytes up to the entry.
+//! alert, or at `end` for an unfinished handshake. `request_size`/`response_size` count the
+//! TLS bytes up to the entry.
+//!
+//! With a key log holding the connection's secrets ([`decrypt`]), the records after the
+//! hellos are decrypted: TLS 1.3's encrypted handshake (ALPN from EncryptedExtensions, the
+//! certificates) joins the entry, which then waits for the server's Finished, and the
+//! application data is dissected (HTTP/1, HTTP/2, gRPC, … inside TLS) as entries of their own.
 
+mod decrypt;
 mod names;
 #[cfg(test)]
 mod tests;
+
+use decrypt::Decryptor;
 
 use serde_json::{json, Map, Value};
 use tls_parser::{
@@ -51,6 +59,7 @@ const HRR_RANDOM: [u8; 32] = [
 const CT_CHANGE_CIPHER_SPEC: u8 = 20;
 const CT_ALERT: u8 = 21;
 const CT_HANDSHAKE: u8 = 22;
+const CT_APPLICATION_DATA: u8 = 23;
 
 pub struct Tls;
 
@@ -89,8 +98,12 @@ impl Dissector for Tls {
         }
     }
 
-    fn new_stream(&self, _cfg: &DissectConfig) -> Box<dyn Parser> {
-        Box::<TlsParser>::default()
+    fn new_stream(&self, cfg: &DissectConfig) -> Box<dyn Parser> {
+        let mut p = TlsParser::default();
+        if let Some(log) = &cfg.keylog {
+            p.decrypt = Some(Box::new(Decryptor::new(log.clone(), cfg.clone())));
+        }
+        Box::new(p)
     }
 
     fn port_hint(&self, port: u16) -> bool {
@@ -142,6 +155,9 @@ pub struct TlsParser {
     done: bool,
     /// Framing lost: nothing more is parsed, the entry waits for `end`.
     broken: bool,
+    /// The server's Finished was decrypted (TLS 1.3 with a key log).
+    server_finished: bool,
+    decrypt: Option<Box<Decryptor>>,
     errors: u64,
 }
 
@@ -170,6 +186,19 @@ fn client_key_share_groups(ext: &[u8]) -> Option<Vec<u16>> {
     (at == entries.len() || out.len() == MAX_LIST).then_some(out)
 }
 
+fn cert_detail(der: &[u8], errors: &mut u64) -> Value {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => json!({
+            "subject": cert.subject().to_string(),
+            "issuer": cert.issuer().to_string(),
+        }),
+        Err(_) => {
+            *errors += 1;
+            json!({"subject": null, "issuer": null})
+        }
+    }
+}
+
 /// Subject and issuer of each certificate in a TLS 1.2 Certificate message body.
 fn certificates(body: &[u8], errors: &mut u64) -> Vec<Value> {
     let Ok((_, TlsMessageHandshake::Certificate(c))) = parse_tls_handshake_msg_certificate(body)
@@ -180,17 +209,37 @@ fn certificates(body: &[u8], errors: &mut u64) -> Vec<Value> {
     c.cert_chain
         .iter()
         .take(MAX_CERTS)
-        .map(|raw| match x509_parser::parse_x509_certificate(raw.data) {
-            Ok((_, cert)) => json!({
-                "subject": cert.subject().to_string(),
-                "issuer": cert.issuer().to_string(),
-            }),
-            Err(_) => {
-                *errors += 1;
-                json!({"subject": null, "issuer": null})
-            }
-        })
+        .map(|raw| cert_detail(raw.data, errors))
         .collect()
+}
+
+fn u24_at(b: &[u8], at: usize) -> Option<usize> {
+    Some(u32::from_be_bytes([0, *b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?]) as usize)
+}
+
+/// The same for a TLS 1.3 Certificate message (RFC 8446 §4.4.2: a request context, then
+/// entries of certificate + extensions), seen only when decrypted.
+fn certificates13(body: &[u8], errors: &mut u64) -> Vec<Value> {
+    let parse = || -> Option<Vec<&[u8]>> {
+        let mut at = 1 + usize::from(*body.first()?);
+        let end = at + 3 + u24_at(body, at)?;
+        at += 3;
+        let mut certs = Vec::new();
+        while at < end.min(body.len()) && certs.len() < MAX_CERTS {
+            let len = u24_at(body, at)?;
+            certs.push(body.get(at + 3..at + 3 + len)?);
+            at += 3 + len;
+            at += 2 + usize::from(u16_at(body, at)?);
+        }
+        Some(certs)
+    };
+    match parse() {
+        Some(certs) => certs.iter().map(|c| cert_detail(c, errors)).collect(),
+        None => {
+            *errors += 1;
+            Vec::new()
+        }
+    }
 }
 
 impl TlsParser {
@@ -250,6 +299,9 @@ impl TlsParser {
             return;
         }
         self.ch_ts = Some(ts);
+        if let Some(d) = self.decrypt.as_mut() {
+            d.client_hello(ch.random, sni.as_deref());
+        }
         self.sni.clone_from(&sni);
         self.client_session_id = ch.session_id.unwrap_or_default().to_vec();
         let ciphers: Vec<String> = list(ch.ciphers.iter().map(|c| names::cipher(c.0)), MAX_CIPHERS);
@@ -309,6 +361,10 @@ impl TlsParser {
         self.sh_ts = Some(ts);
         self.group = group;
         self.alpn = alpn;
+        if let Some(d) = self.decrypt.as_mut() {
+            d.server_hello(sh.random, sh.cipher.0, version >= 0x0304);
+            d.alpn(self.alpn.as_deref());
+        }
         let sid = sh.session_id.unwrap_or_default();
         // In TLS 1.3 the session id echo is only middlebox compatibility, not resumption.
         self.resumed = psk
@@ -320,8 +376,26 @@ impl TlsParser {
             (1, Dir::Request) => self.client_hello(ts, body),
             (2, Dir::Response) => self.server_hello(ts, body),
             (4, Dir::Response) => self.session_ticket = true,
+            // EncryptedExtensions (TLS 1.3, decrypted): the selected ALPN.
+            (8, Dir::Response) => {
+                if let Some(Ok((_, exts))) = body.get(2..).map(parse_tls_server_hello_extensions) {
+                    for ext in exts {
+                        if let TlsExtension::ALPN(p) = ext {
+                            self.alpn = p.first().map(|p| utf8(p));
+                        }
+                    }
+                }
+                if let Some(d) = self.decrypt.as_mut() {
+                    d.alpn(self.alpn.as_deref());
+                }
+            }
+            (20, Dir::Response) => self.server_finished = true,
             (11, _) => {
-                let certs = certificates(body, &mut self.errors);
+                let certs = if self.tls13() {
+                    certificates13(body, &mut self.errors)
+                } else {
+                    certificates(body, &mut self.errors)
+                };
                 match dir {
                     Dir::Request => self.client_certificates = certs,
                     Dir::Response => self.certificates = certs,
@@ -347,13 +421,44 @@ impl TlsParser {
         self.version.is_some_and(|v| v >= 0x0304)
     }
 
-    fn record(&mut self, dir: Dir, ts: i64, kind: u8, frag: &[u8]) {
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        dir: Dir,
+        ts: i64,
+        kind: u8,
+        version: u16,
+        frag: &[u8],
+        out: &mut Vec<Entry>,
+    ) {
         let i = dir as usize;
         // After a ChangeCipherSpec, TLS 1.2 handshake records and alerts are encrypted; in
         // TLS 1.3 the CCS is a compatibility no-op and encrypted records use type 23.
         let encrypted = self.sides[i].ccs && !self.tls13();
+        if (encrypted || (self.tls13() && kind == CT_APPLICATION_DATA))
+            && self.decrypt.as_ref().is_some_and(|d| d.active(dir))
+        {
+            let opened = self
+                .decrypt
+                .as_mut()
+                .and_then(|d| d.open(dir, kind, version, frag));
+            match opened {
+                Some((CT_HANDSHAKE, plain)) => self.handshake_bytes(dir, ts, &plain),
+                Some((CT_ALERT, plain)) if plain.len() == 2 => self.alert(dir, &plain),
+                Some((CT_APPLICATION_DATA, plain)) => {
+                    if let Some(d) = self.decrypt.as_mut() {
+                        d.application_data(dir, ts, &plain, out);
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
         match kind {
             CT_CHANGE_CIPHER_SPEC => {
+                if let Some(d) = self.decrypt.as_mut() {
+                    d.change_cipher_spec(dir);
+                }
                 if dir == Dir::Response && !self.tls13() && !self.server_done {
                     // Straight from ServerHello to ChangeCipherSpec: an abbreviated
                     // (resumed) TLS 1.2 handshake.
@@ -362,14 +467,25 @@ impl TlsParser {
                 self.sides[i].ccs = true;
             }
             // An encrypted alert is longer than the two plaintext bytes.
-            CT_ALERT if !encrypted && frag.len() == 2 => {
-                if self.alert.is_none_or(|(level, _, _)| level != 2) {
-                    self.alert = Some((frag[0], frag[1], dir == Dir::Request));
-                }
-            }
+            CT_ALERT if !encrypted && frag.len() == 2 => self.alert(dir, frag),
             CT_HANDSHAKE if !encrypted => self.handshake_bytes(dir, ts, frag),
             _ => {}
         }
+    }
+
+    fn alert(&mut self, dir: Dir, body: &[u8]) {
+        if let [level, desc] = body {
+            if self.alert.is_none_or(|(l, _, _)| l != 2) {
+                self.alert = Some((*level, *desc, dir == Dir::Request));
+            }
+        }
+    }
+
+    /// Records are being decrypted (a key log holds this connection's secrets).
+    fn decrypting(&self) -> bool {
+        self.decrypt
+            .as_ref()
+            .is_some_and(|d| d.active(Dir::Request) || d.active(Dir::Response))
     }
 
     fn handshake_bytes(&mut self, dir: Dir, ts: i64, frag: &[u8]) {
@@ -408,7 +524,12 @@ impl TlsParser {
         if self.alert.is_some_and(|(level, _, _)| level == 2) {
             return true;
         }
-        self.sh_ts.is_some() && (self.tls13() || (self.sides[0].ccs && self.sides[1].ccs))
+        if self.tls13() {
+            // With the keys, wait for the decrypted server flight (ALPN, certificates).
+            self.sh_ts.is_some() && (self.server_finished || !self.decrypting())
+        } else {
+            self.sh_ts.is_some() && self.sides[0].ccs && self.sides[1].ccs
+        }
     }
 
     fn emit(&mut self, out: &mut Vec<Entry>) {
@@ -463,6 +584,7 @@ impl TlsParser {
                     "certificates": std::mem::take(&mut self.certificates),
                     "client_certificates": std::mem::take(&mut self.client_certificates),
                     "alert": alert,
+                    "decryption": self.decrypt.as_ref().map(|d| d.detail()),
                 })
                 .to_string(),
             );
@@ -473,7 +595,7 @@ impl TlsParser {
 
 impl Parser for TlsParser {
     fn data(&mut self, dir: Dir, ts: i64, data: &[u8], out: &mut Vec<Entry>) {
-        if self.done {
+        if self.done && !self.decrypting() {
             return;
         }
         self.first_ts.get_or_insert(ts);
@@ -501,14 +623,17 @@ impl Parser for TlsParser {
                 break;
             };
             let rec_ts = if pos == 0 { buf_ts } else { ts };
-            self.record(dir, rec_ts, h[0], frag);
+            let version = u16::from_be_bytes([h[1], h[2]]);
+            self.record(dir, rec_ts, h[0], version, frag, out);
             pos += 5 + len;
             if self.broken {
                 return;
             }
-            if self.complete() {
+            if !self.done && self.complete() {
                 self.emit(out);
-                return;
+                if !self.decrypting() {
+                    return;
+                }
             }
         }
         let side = &mut self.sides[i];
@@ -530,9 +655,12 @@ impl Parser for TlsParser {
 
     fn end(&mut self, out: &mut Vec<Entry>) {
         self.emit(out);
+        if let Some(d) = self.decrypt.as_mut() {
+            d.end(out);
+        }
     }
 
     fn errors(&self) -> u64 {
-        self.errors
+        self.errors + self.decrypt.as_ref().map_or(0, |d| d.errors())
     }
 }
