@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(pkt) = r.next_packet()? {
             p.packet(pkt.ts_us, pkt.link, &pkt.data);
             n += 1;
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 count(&mut p);
             }
         }

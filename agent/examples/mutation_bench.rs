@@ -39,7 +39,7 @@ fn main() {
     let seed: u64 = args
         .next()
         .and_then(|a| a.parse().ok())
-        .unwrap_or(0x5eed_0f_f00d);
+        .unwrap_or(0x005e_ed0f_f00d);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/pcaps");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus not found at {}: {e}", dir.display()))
@@ -65,7 +65,7 @@ fn main() {
         for (name, pkts) in &captures {
             // One whole-capture variant per capture every 8 rounds, windows otherwise (a
             // window starts mid-connection, which exercises the no-handshake paths).
-            let window: &[Packet] = if round % 8 == 0 || pkts.len() <= 300 {
+            let window: &[Packet] = if round.is_multiple_of(8) || pkts.len() <= 300 {
                 pkts
             } else {
                 let start = rng.below(pkts.len() - 300);

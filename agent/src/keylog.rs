@@ -136,7 +136,7 @@ impl Suite {
             0x1303 => (Cipher::ChaCha20, false, true),
             0x009c | 0x009e | 0x00a2 | 0xc02b | 0xc02f => (Cipher::Aes128Gcm, false, false),
             0x009d | 0x009f | 0x00a3 | 0xc02c | 0xc030 => (Cipher::Aes256Gcm, true, false),
-            0xcca8 | 0xcca9 | 0xccaa => (Cipher::ChaCha20, false, false),
+            0xcca8..=0xccaa => (Cipher::ChaCha20, false, false),
             _ => return None,
         };
         Some(Self {

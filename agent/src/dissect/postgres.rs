@@ -49,7 +49,7 @@ impl Dissector for Postgres {
         match code {
             SSL_REQUEST | GSSENC_REQUEST if len == 8 => Probe::Client,
             CANCEL_REQUEST if len == 16 => Probe::Client,
-            c if c >> 16 == 3 && (9..=10_000).contains(&len) => Probe::Client,
+            c if c >> 16 == PROTOCOL_3 >> 16 && (9..=10_000).contains(&len) => Probe::Client,
             _ => Probe::No,
         }
     }
@@ -686,7 +686,7 @@ impl Parser for PgParser {
             let Some(len) = len else {
                 break;
             };
-            if len < 4 || len > MAX_MESSAGE {
+            if !(4..=MAX_MESSAGE).contains(&len) {
                 self.errors += 1;
                 self.stopped = true;
                 break;

@@ -71,7 +71,8 @@ impl Dissector for Tls {
     /// A handshake record (`16 03 0x`) whose first message is a ClientHello (client) or a
     /// ServerHello (server) with a plausible 24-bit length and a `03 0x` hello version.
     fn probe_stream(&self, data: &[u8]) -> Probe {
-        let checks: [(usize, fn(u8) -> bool); 7] = [
+        type ByteCheck = (usize, fn(u8) -> bool);
+        let checks: [ByteCheck; 7] = [
             (0, |b| b == CT_HANDSHAKE),
             (1, |b| b == 3),
             (2, |b| b <= 4),
