@@ -7,6 +7,7 @@
 //! Parsers turn the bytes of one connection (or one UDP flow) into paired [`Entry`] values with
 //! the protocol fields filled; the pipeline adds ids, addresses and identities.
 
+pub mod amqp;
 mod body;
 pub mod dns;
 mod graphql;
@@ -100,6 +101,7 @@ pub fn registry() -> Vec<Box<dyn Dissector>> {
         Box::new(dns::Dns),
         Box::new(kafka::Kafka),
         Box::new(postgres::Postgres),
+        Box::new(amqp::Amqp),
         Box::new(tls::Tls),
     ]
 }
