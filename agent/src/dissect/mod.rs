@@ -10,6 +10,7 @@
 mod body;
 pub mod dns;
 pub mod http1;
+pub mod postgres;
 pub mod redis;
 
 use wiretrail_proto::Entry;
@@ -88,5 +89,6 @@ pub fn registry() -> Vec<Box<dyn Dissector>> {
         Box::new(http1::Http1),
         Box::new(redis::Redis),
         Box::new(dns::Dns),
+        Box::new(postgres::Postgres),
     ]
 }
