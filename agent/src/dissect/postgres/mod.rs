@@ -17,6 +17,7 @@
 mod session;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use wiretrail_proto::Entry;
 

@@ -8,17 +8,18 @@ use std::collections::{HashMap, VecDeque};
 use serde_json::{json, Map, Value};
 use wiretrail_proto::{Entry, EntryId};
 
+use super::wire::{auth_name, bind_params, columns, cut, error_fields, first_keyword, Rd};
 use super::{CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST};
 use crate::dissect::Dir;
 
 /// Query text kept in `path`.
 const PATH_CAP: usize = 4096;
 /// Parameters, command tags, notices and startup parameters kept in the JSON detail.
-const DETAIL_ITEMS: usize = 32;
+pub(super) const DETAIL_ITEMS: usize = 32;
 /// Columns kept from a RowDescription.
-const MAX_COLUMNS: usize = 256;
+pub(super) const MAX_COLUMNS: usize = 256;
 /// Bytes of one value (parameter, notice text) kept in the JSON detail.
-const VALUE_CAP: usize = 256;
+pub(super) const VALUE_CAP: usize = 256;
 /// Query text kept per query and per prepared statement (`path` shows [`PATH_CAP`] of it,
 /// `request_body` up to the body cap of it).
 const QUERY_CAP: usize = 16 << 10;
@@ -29,130 +30,8 @@ const MAX_NAMES: usize = 256;
 /// With [`QUERY_CAP`] and [`MAX_NAMES`] this bounds a connection's state to about 20 MiB.
 const MAX_PENDING: usize = 1024;
 
-fn cut(b: &[u8], cap: usize) -> String {
-    let s = String::from_utf8_lossy(&b[..b.len().min(cap)]);
-    if b.len() > cap {
-        format!("{s}…")
-    } else {
-        s.into_owned()
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    let mut s: String = b
-        .iter()
-        .take(VALUE_CAP / 2)
-        .map(|x| format!("{x:02x}"))
-        .collect();
-    if b.len() > VALUE_CAP / 2 {
-        s.push('…');
-    }
-    s
-}
-
-/// Reads a message body; every read fails cleanly past the end (bodies may be cut at KEEP).
-struct Rd<'a>(&'a [u8]);
-
-impl<'a> Rd<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (h, t) = (self.0.get(..n)?, self.0.get(n..)?);
-        self.0 = t;
-        Some(h)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    /// A NUL-terminated string; a cut body gives what is there.
-    fn cstr(&mut self) -> &'a [u8] {
-        let n = self.0.iter().position(|b| *b == 0).unwrap_or(self.0.len());
-        let s = &self.0[..n];
-        self.0 = self.0.get(n + 1..).unwrap_or_default();
-        s
-    }
-    fn string(&mut self) -> String {
-        String::from_utf8_lossy(self.cstr()).into_owned()
-    }
-}
-
 fn entry(ts: i64) -> Entry {
     Entry::new(EntryId([0; 16]), ts, "", "postgres", "")
-}
-
-/// First keyword of a query (after blanks, comments and parentheses), upper-cased.
-fn first_keyword(q: &str) -> Option<String> {
-    let mut s = q;
-    loop {
-        s = s.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
-        if let Some(r) = s.strip_prefix("--") {
-            s = r.split_once('\n').map_or("", |(_, r)| r);
-        } else if let Some(r) = s.strip_prefix("/*") {
-            s = r.split_once("*/").map_or("", |(_, r)| r);
-        } else {
-            break;
-        }
-    }
-    let w: String = s.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    (!w.is_empty()).then(|| w.to_ascii_uppercase())
-}
-
-/// ErrorResponse / NoticeResponse fields.
-fn error_fields(body: &[u8]) -> Value {
-    let mut r = Rd(body);
-    let mut m = Map::new();
-    let mut severity = None;
-    while let Some(&[code]) = r.take(1) {
-        if code == 0 {
-            break;
-        }
-        let v = cut(r.cstr(), 1024);
-        let key = match code {
-            b'S' => {
-                severity.get_or_insert(v);
-                continue;
-            }
-            // The non-localised severity wins over the localised one.
-            b'V' => {
-                severity = Some(v);
-                continue;
-            }
-            b'C' => "code",
-            b'M' => "message",
-            b'D' => "detail",
-            b'H' => "hint",
-            b'P' => "position",
-            b'W' => "where",
-            b's' => "schema",
-            b't' => "table",
-            b'c' => "column",
-            b'n' => "constraint",
-            _ => continue,
-        };
-        m.insert(key.into(), Value::String(v));
-    }
-    if let Some(s) = severity {
-        m.insert("severity".into(), Value::String(s));
-    }
-    Value::Object(m)
-}
-
-fn auth_name(t: i32) -> String {
-    match t {
-        0 => "ok".into(),
-        2 => "KerberosV5".into(),
-        3 => "CleartextPassword".into(),
-        5 => "MD5Password".into(),
-        7 => "GSS".into(),
-        8 => "GSSContinue".into(),
-        9 => "SSPI".into(),
-        10 => "SASL".into(),
-        11 => "SASLContinue".into(),
-        12 => "SASLFinal".into(),
-        t => format!("unknown({t})"),
-    }
 }
 
 /// The startup and authentication exchange, until ReadyForQuery or an error.
@@ -920,56 +799,4 @@ impl Session {
             self.flush(op, None, out);
         }
     }
-}
-
-fn columns(r: &mut Rd) -> Vec<String> {
-    let n = r.i16().unwrap_or(0).max(0) as usize;
-    let mut cols = Vec::new();
-    for _ in 0..n.min(MAX_COLUMNS) {
-        if r.0.is_empty() {
-            break;
-        }
-        cols.push(cut(r.cstr(), VALUE_CAP));
-        // table oid, column number, type oid, type size, type modifier, format
-        if r.take(18).is_none() {
-            break;
-        }
-    }
-    cols
-}
-
-/// Bind parameters: text-format values as text, binary ones as hex, NULL as null.
-fn bind_params(r: &mut Rd) -> Value {
-    let nfmt = r.i16().unwrap_or(0).max(0) as usize;
-    let mut fmts = Vec::new();
-    for _ in 0..nfmt {
-        match r.i16() {
-            Some(f) => fmts.push(f),
-            None => break,
-        }
-    }
-    let n = r.i16().unwrap_or(0).max(0) as usize;
-    let mut vals = Vec::new();
-    for i in 0..n.min(DETAIL_ITEMS) {
-        let Some(l) = r.i32() else { break };
-        if l < 0 {
-            vals.push(Value::Null);
-            continue;
-        }
-        let Some(v) = r.take(l as usize) else {
-            vals.push(json!("…"));
-            break;
-        };
-        let fmt = if fmts.len() == 1 {
-            fmts[0]
-        } else {
-            fmts.get(i).copied().unwrap_or(0)
-        };
-        vals.push(Value::String(if fmt == 0 {
-            cut(v, VALUE_CAP)
-        } else {
-            hex(v)
-        }));
-    }
-    Value::Array(vals)
 }
