@@ -6,6 +6,11 @@
 //! (first word of the command tag, or the query's first keyword when it failed), `path` the
 //! query text, `status` 0/1 and `status_text` the SQLSTATE of an error.
 //!
+//! `elapsed_us` of a query runs to its first response message; of the startup entry, to the
+//! ReadyForQuery (or error) that ends the whole authentication exchange. `response_size`
+//! counts the backend bytes since the previous entry ended, so the ReadyForQuery answering
+//! an extended-protocol Sync is counted with the next entry.
+//!
 //! After an SSLRequest or GSSENCRequest that the server accepts (`S` / `G`) the rest of the
 //! connection is encrypted: the parser reports [`Parser::upgraded`] and stops. Passwords and
 //! SASL payloads are never kept, only the mechanism name.

@@ -46,7 +46,6 @@ struct Startup {
     params: Map<String, Value>,
     backend_pid: Option<i32>,
     req_bytes: u64,
-    resp_bytes: u64,
 }
 
 /// A query entry being built: a simple Query, or an extended-protocol Execute.
@@ -67,7 +66,6 @@ struct Pending {
     empty: bool,
     first_resp: Option<i64>,
     req_bytes: u64,
-    resp_bytes: u64,
 }
 
 enum Op {
@@ -277,7 +275,6 @@ impl Session {
             empty: false,
             first_resp: None,
             req_bytes: std::mem::take(&mut self.req_bytes),
-            resp_bytes: 0,
         })
     }
 
@@ -675,7 +672,7 @@ impl Session {
         e.path = st.database.clone();
         e.elapsed_us = Some(ts - st.ts);
         e.request_size = st.req_bytes;
-        e.response_size = std::mem::take(&mut self.resp_bytes) + st.resp_bytes;
+        e.response_size = std::mem::take(&mut self.resp_bytes);
         let mut resp = Map::new();
         if let Some(&a) = st.auth.iter().find(|a| !matches!(a, 0 | 8 | 11 | 12)) {
             resp.insert("auth".into(), json!(auth_name(a)));
@@ -738,7 +735,7 @@ impl Session {
         }
         e.elapsed_us = p.first_resp.or(ts).map(|r| r - p.ts);
         e.request_size = p.req_bytes;
-        e.response_size = p.resp_bytes + std::mem::take(&mut self.resp_bytes);
+        e.response_size = std::mem::take(&mut self.resp_bytes);
         let mut resp = Map::new();
         resp.insert("command_tags".into(), json!(p.tags));
         resp.insert("rows".into(), json!(p.rows));
