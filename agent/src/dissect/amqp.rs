@@ -428,13 +428,22 @@ mod tests {
             assert_eq!(out[0].method.as_deref(), Some("basic.publish"));
             assert_eq!(out[0].path.as_deref(), Some("x/k"));
             assert_eq!(out[0].request_body.as_deref(), Some(&b"hello"[..]));
-            assert!(out[0].request.as_deref().unwrap().contains("\"content_type\":\"text\""));
+            assert!(out[0]
+                .request
+                .as_deref()
+                .unwrap()
+                .contains("\"content_type\":\"text\""));
             assert_eq!(p.errors(), 0);
         }
         let mut p = Amqp.new_stream(&DissectConfig::default());
         let mut out = Vec::new();
         p.data(Dir::Request, 0, HEADER, &mut out);
-        p.data(Dir::Request, 1, &[1, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3], &mut out);
+        p.data(
+            Dir::Request,
+            1,
+            &[1, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+            &mut out,
+        );
         p.end(&mut out);
         assert_eq!(p.errors(), 1);
         assert_eq!(Amqp.probe_stream(b"AMQP"), Probe::NeedMore);
