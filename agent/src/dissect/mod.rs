@@ -7,6 +7,7 @@
 //! Parsers turn the bytes of one connection (or one UDP flow) into paired [`Entry`] values with
 //! the protocol fields filled; the pipeline adds ids, addresses and identities.
 
+pub mod amqp;
 mod body;
 pub mod dns;
 pub mod http1;
@@ -88,5 +89,6 @@ pub fn registry() -> Vec<Box<dyn Dissector>> {
         Box::new(http1::Http1),
         Box::new(redis::Redis),
         Box::new(dns::Dns),
+        Box::new(amqp::Amqp),
     ]
 }

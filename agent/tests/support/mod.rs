@@ -101,7 +101,9 @@ impl Conformance {
                         .push(format!("{what}: tshark {want:?}, ours {g:?}"));
                 }
             }
-            None => self.mismatches.push(format!("{what}: tshark {want:?}, ours missing")),
+            None => self
+                .mismatches
+                .push(format!("{what}: tshark {want:?}, ours missing")),
         }
     }
 
