@@ -273,7 +273,7 @@ fn amqp_rabbitmq_matches_tshark() {
     assert_eq!(stats.dissect_errors, 0, "{stats:?}");
 
     // Bodies, as amqp_client.py sent them.
-    let big: Vec<u8> = (0..400_000u32).map(|i| (i * 13 & 0xFF) as u8).collect();
+    let big: Vec<u8> = (0..400_000u32).map(|i| ((i * 13) & 0xFF) as u8).collect();
     let order = |i: u32| format!("{{\"order\":{i}}}").into_bytes();
     let bodies = |v: Vec<Entry>, response: bool| -> Vec<Vec<u8>> {
         v.into_iter()
@@ -324,4 +324,24 @@ fn amqp_rabbitmq_matches_tshark() {
     let big_pub = methods(&entries, "basic.publish").swap_remove(6);
     assert!(big_pub.request_body_truncated);
     assert_eq!(big_pub.request_body.as_deref(), Some(&big[..64 << 10]));
+}
+
+/// No other capture (HTTP, DNS, Redis, Kafka, TLS, PostgreSQL, the cluster mix) is taken
+/// for AMQP.
+#[test]
+fn other_captures_make_no_amqp_entries() {
+    if skip() {
+        return;
+    }
+    let mut checked = 0;
+    for f in std::fs::read_dir(corpus().join("pcaps")).unwrap() {
+        let path = f.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == "pcap") && name != CAPTURE {
+            let (entries, _) = run(&name, 1024);
+            assert!(!entries.iter().any(|e| e.protocol == "amqp"), "{name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} captures");
 }

@@ -327,7 +327,7 @@ impl AmqpParser {
             body: Vec::new(),
             wire: (payload.len() + FRAME_OVERHEAD) as u64,
         };
-        if (class, method) == (10, 30) || (class, method) == (10, 31) {
+        if matches!((class, method), (10, 30 | 31)) {
             if let Some(n) = m.args.get("frame_max").and_then(Value::as_u64) {
                 self.frame_max = n as usize;
             }

@@ -56,13 +56,11 @@ impl<'a> Reader<'a> {
         if self.bits == 0 || self.bits == 8 {
             let b = self.data.get(self.pos)?;
             self.pos += 1;
-            self.bits = 0;
-            let v = b & 1 != 0;
             self.bits = 1;
-            return Some(v);
+            return Some(b & 1 != 0);
         }
-        let b = self.data.get(self.pos - 1)?;
-        let v = b >> self.bits & 1 != 0;
+        let b = self.data.get(self.pos.checked_sub(1)?)?;
+        let v = (b >> self.bits) & 1 != 0;
         self.bits += 1;
         Some(v)
     }
