@@ -9,8 +9,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-use support::{run, run_with_keylog, skip, split, truth, Conformance};
+use support::{detail, run, run_with_keylog, skip, split, truth, Conformance};
 use wiretrail_proto::Entry;
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -105,11 +104,6 @@ fn h2_truth(name: &str, server_port: u16) -> BTreeMap<(u16, u32), Call> {
     out
 }
 
-fn detail(json: Option<&str>) -> Value {
-    json.and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or(Value::Null)
-}
-
 /// Our HTTP/2 entries the same way.
 fn h2_ours(entries: &[Entry]) -> BTreeMap<(u16, u32), Call> {
     let mut out = BTreeMap::new();
@@ -117,7 +111,7 @@ fn h2_ours(entries: &[Entry]) -> BTreeMap<(u16, u32), Call> {
         .iter()
         .filter(|e| matches!(e.protocol.as_str(), "http2" | "grpc" | "graphql"))
     {
-        let req = detail(e.request.as_deref());
+        let req = detail(&e.request);
         let Some(sid) = req["stream"].as_u64() else {
             continue; // an HTTP/1 graphql entry
         };
@@ -128,7 +122,7 @@ fn h2_ours(entries: &[Entry]) -> BTreeMap<(u16, u32), Call> {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        let resp = detail(e.response.as_deref());
+        let resp = detail(&e.response);
         let call = if e.protocol == "grpc" {
             Call {
                 method: get(":method"),
@@ -185,7 +179,7 @@ fn http2_prior_knowledge_matches_tshark() {
         .iter()
         .find(|e| e.path.as_deref() == Some("/upload"))
         .expect("the /upload stream");
-    let resp = detail(upload.response.as_deref());
+    let resp = detail(&upload.response);
     assert!(resp["reset"].is_object(), "{resp}");
     // Bodies flow through: every 2xx GET with a body has one.
     assert!(entries
@@ -202,7 +196,7 @@ fn h2c_upgrade_matches_tshark() {
     let entries = conformance("http2", "http2_h2c_upgrade", 18085);
     let up: Vec<&Entry> = entries
         .iter()
-        .filter(|e| detail(e.request.as_deref())["upgrade"] == "h2c")
+        .filter(|e| detail(&e.request)["upgrade"] == "h2c")
         .collect();
     assert_eq!(
         up.len(),
@@ -264,11 +258,8 @@ fn grpc_matches_tshark() {
     }
     let mut got: BTreeMap<(u16, u32, bool), u64> = BTreeMap::new();
     for e in &calls {
-        let sid = detail(e.request.as_deref())["stream"].as_u64().unwrap() as u32;
-        for (to_server, d) in [
-            (true, detail(e.request.as_deref())),
-            (false, detail(e.response.as_deref())),
-        ] {
+        let sid = detail(&e.request)["stream"].as_u64().unwrap() as u32;
+        for (to_server, d) in [(true, detail(&e.request)), (false, detail(&e.response))] {
             let n = d["grpc"]["message_count"].as_u64().unwrap_or(0);
             if n > 0 {
                 got.insert((e.src.port, sid, to_server), n);
@@ -293,9 +284,9 @@ fn grpc_matches_tshark() {
     // The gzip-compressed request decodes like the others (schemaless protobuf → JSON).
     let gz = calls
         .iter()
-        .find(|e| detail(e.request.as_deref())["grpc"]["compressed_messages"] == 1)
+        .find(|e| detail(&e.request)["grpc"]["compressed_messages"] == 1)
         .expect("a compressed call");
-    let m = &detail(gz.request.as_deref())["grpc"]["messages"][0];
+    let m = &detail(&gz.request)["grpc"]["messages"][0];
     assert!(m["1"].is_string(), "{m}");
 }
 
@@ -327,7 +318,7 @@ fn graphql_matches_tshark_and_the_client() {
             .find_map(|m| m.strip_prefix("operationName:").map(str::to_string));
         let want = (row["http.request.method"].clone(), query, op);
         let got = gql.get(i).map(|e| {
-            let d = detail(e.request.as_deref());
+            let d = detail(&e.request);
             (
                 e.method.clone().unwrap_or_default(),
                 d["graphql"]["query"].as_str().map(str::to_string),
@@ -346,13 +337,13 @@ fn graphql_matches_tshark_and_the_client() {
     // with GraphQL errors.
     let kinds: Vec<String> = gql
         .iter()
-        .map(|e| detail(e.request.as_deref())["graphql"]["operation_type"].to_string())
+        .map(|e| detail(&e.request)["graphql"]["operation_type"].to_string())
         .collect();
     assert_eq!(kinds.iter().filter(|k| *k == "\"mutation\"").count(), 2);
     let with_errors = gql
         .iter()
         .filter(|e| {
-            detail(e.response.as_deref())["graphql"]["errors"]
+            detail(&e.response)["graphql"]["errors"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty())
         })
@@ -371,11 +362,11 @@ fn http2_over_tls_with_keylog_matches_tshark() {
     let inner: Vec<&Entry> = entries.iter().filter(|e| e.protocol != "tls").collect();
     assert!(inner
         .iter()
-        .all(|e| detail(e.request.as_deref())["tls"]["decrypted"] == true));
+        .all(|e| detail(&e.request)["tls"]["decrypted"] == true));
     // The handshakes: decrypted, with the TLS 1.3 ALPN and server certificate that are
     // only visible inside the encrypted handshake.
     for e in entries.iter().filter(|e| e.protocol == "tls") {
-        let r = detail(e.response.as_deref());
+        let r = detail(&e.response);
         assert_eq!(r["decryption"]["decrypted"], true, "{r}");
         assert_eq!(r["decryption"]["failed_records"], 0, "{r}");
         assert!(

@@ -13,16 +13,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 mod support;
 
 use serde_json::Value;
-use support::{corpus, run, skip, split, truth, Conformance};
+use support::{corpus, detail, run, skip, split, truth, Conformance};
 use wiretrail_proto::Entry;
 
 const SERVER_PORTS: [u16; 2] = [19092, 9092];
-
-fn json(s: &Option<String>) -> Value {
-    s.as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null)
-}
 
 /// tshark's Kafka numbers for a capture (`counts.json`; cluster_mix keeps them per protocol).
 fn counts(pcap: &str) -> Value {
@@ -58,7 +52,7 @@ fn conform(name: &str) -> Vec<Entry> {
         .collect();
     let mut by_key: HashMap<(u16, i64), &Entry> = HashMap::new();
     for e in &ours {
-        let corr = json(&e.request)["correlation_id"].as_i64().unwrap_or(-1);
+        let corr = detail(&e.request)["correlation_id"].as_i64().unwrap_or(-1);
         by_key.entry((e.src.port, corr)).or_insert(e);
     }
     let mut c = Conformance::new("kafka", name);
@@ -90,7 +84,7 @@ fn conform(name: &str) -> Vec<Entry> {
                 decoded.then_some(topics),
             );
             let got = by_key.get(&(sp, corr)).map(|e| {
-                let r = json(&e.request);
+                let r = detail(&e.request);
                 (
                     r["api_key"].to_string(),
                     r["api_version"].to_string(),
@@ -148,7 +142,7 @@ fn conform(name: &str) -> Vec<Entry> {
     assert_eq!(responses as u64, t["responses"].as_u64().unwrap(), "{name}");
     let mut by_api: BTreeMap<String, u64> = BTreeMap::new();
     for e in &ours {
-        let v = json(&e.request)["api_version"].clone();
+        let v = detail(&e.request)["api_version"].clone();
         let api = format!("{} v{v}", e.method.as_deref().unwrap_or("?"));
         *by_api.entry(api).or_default() += 1;
     }
@@ -175,7 +169,7 @@ fn produced(ours: &[Entry]) -> BTreeMap<String, u64> {
         .iter()
         .filter(|e| e.method.as_deref() == Some("Produce"))
     {
-        for t in json(&e.request)["topics"].as_array().unwrap() {
+        for t in detail(&e.request)["topics"].as_array().unwrap() {
             *out.entry(t["name"].as_str().unwrap().to_string())
                 .or_default() += t["records"].as_u64().unwrap();
         }
@@ -223,7 +217,7 @@ fn kafka_tansu() {
     // The consumer group fetched the 16 records of `orders`, the assigned consumer `events`.
     let mut fetched: BTreeMap<String, u64> = BTreeMap::new();
     for e in ours.iter().filter(|e| e.method.as_deref() == Some("Fetch")) {
-        for t in json(&e.response)["topics"].as_array().unwrap() {
+        for t in detail(&e.response)["topics"].as_array().unwrap() {
             for p in t["partitions"].as_array().unwrap() {
                 *fetched
                     .entry(t["name"].as_str().unwrap().into())

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{corpus, run, skip, Conformance};
+use support::{corpus, detail, run, skip, strings, Conformance};
 use wiretrail_proto::Entry;
 
 /// The same shortening as `helpers/truth.py`'s `shrink`.
@@ -226,22 +226,6 @@ fn truth(name: &str) -> BTreeMap<u16, Conn> {
     conns.into_iter().map(|(k, s)| (k, s.conn)).collect()
 }
 
-fn detail(s: &Option<String>) -> Value {
-    s.as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Our entries, keyed the same way.
 fn ours(entries: &[Entry]) -> BTreeMap<u16, Conn> {
     let mut out: BTreeMap<u16, Conn> = BTreeMap::new();
@@ -270,7 +254,7 @@ fn ours(entries: &[Entry]) -> BTreeMap<u16, Conn> {
         let err = &resp["error"];
         c.reqs.push(Req {
             query: shrink(&full),
-            tags: strs(&resp["command_tags"]),
+            tags: strings(&resp["command_tags"]),
             error: err.is_object().then(|| {
                 let f = |k: &str| err[k].as_str().unwrap_or_default().to_string();
                 (f("code"), f("severity"), f("message"))
@@ -283,7 +267,7 @@ fn ours(entries: &[Entry]) -> BTreeMap<u16, Conn> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            columns: strs(&resp["columns"]),
+            columns: strings(&resp["columns"]),
             rows: resp["rows"].as_u64().unwrap_or(0),
         });
     }

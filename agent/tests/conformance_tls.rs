@@ -10,8 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-use support::{run, run_with_keylog, skip, split, truth, Conformance};
+use support::{detail, run, run_with_keylog, skip, split, strings, truth, Conformance};
 use wiretrail_proto::Entry;
 
 fn hex(v: &str) -> u16 {
@@ -41,20 +40,6 @@ fn group(v: &str) -> String {
         other => other,
     }
     .to_string()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn json(s: &Option<String>) -> Value {
-    serde_json::from_str(s.as_deref().unwrap_or("null")).unwrap()
 }
 
 type Hello = (
@@ -112,7 +97,10 @@ fn conformance(capture: &str) -> Vec<Entry> {
             continue;
         };
         let e = ours.get(&port);
-        let (req, resp) = (e.map(|e| json(&e.request)), e.map(|e| json(&e.response)));
+        let (req, resp) = (
+            e.map(|e| detail(&e.request)),
+            e.map(|e| detail(&e.response)),
+        );
         let alert = &r["tls.alert_message.desc"];
         // Alerts before the final ServerHello are plaintext; later ones (close_notify) were
         // encrypted, and only tshark's keylog shows them.
@@ -234,7 +222,7 @@ fn tls_handshakes_match_tshark() {
     // CN=api.corpus.test (self-signed).
     let mut tls12 = 0;
     for e in entries.iter().filter(|e| e.protocol == "tls") {
-        let resp = json(&e.response);
+        let resp = detail(&e.response);
         let certs = resp["certificates"].as_array().unwrap();
         if resp["version"] == "TLS 1.3" {
             assert!(certs.is_empty());
@@ -333,7 +321,7 @@ fn http_over_tls_with_keylog_matches_tshark() {
     c.print_and_assert();
     assert_eq!(stats.dissect_errors, 0);
     for e in entries.iter().filter(|e| e.protocol == "tls") {
-        let r = json(&e.response);
+        let r = detail(&e.response);
         if !r["decryption"].is_null() && e.status == Some(0) {
             assert_eq!(r["decryption"]["failed_records"], 0, "{r}");
         }

@@ -70,6 +70,24 @@ pub fn truth(name: &str) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// An entry's JSON detail (`request`/`response`), `Null` if absent.
+pub fn detail(s: &Option<String>) -> serde_json::Value {
+    s.as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The strings of a JSON array (others skipped).
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A multi-valued tshark field (`a|b|c`; empty = none).
 pub fn split(v: &str) -> Vec<String> {
     if v.is_empty() {
