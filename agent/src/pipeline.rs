@@ -226,18 +226,9 @@ impl Pipeline {
         let Some(mut flow) = self.flows.remove(&k) else {
             return;
         };
-        let mut out = std::mem::take(&mut self.scratch);
-        let closed = {
-            let mut env = Env {
-                dissectors: &self.dissectors,
-                cfg: &self.dissect,
-                stats: &mut self.stats,
-                out: &mut out,
-            };
-            flow.tcp_segment(&mut env, side, ts, seq, flags, payload)
-        };
-        self.emit(&flow, &mut out);
-        self.scratch = out;
+        let closed = self.run(&mut flow, |f, env| {
+            f.tcp_segment(env, side, ts, seq, flags, payload)
+        });
         if closed {
             self.closed.insert(k, ts);
             self.end_flow(flow);
@@ -248,25 +239,16 @@ impl Pipeline {
 
     fn udp(&mut self, ts: i64, src: Addr, dst: Addr, payload: &[u8]) {
         let (k, side) = key(false, src, dst);
-        if !self.flows.contains_key(&k) {
-            self.make_room();
-            self.stats.udp_flows += 1;
-            self.flows.insert(k, Flow::new([k.1, k.2], false, ts));
-        }
-        let Some(flow) = self.flows.get_mut(&k) else {
-            return;
+        let mut flow = match self.flows.remove(&k) {
+            Some(f) => f,
+            None => {
+                self.make_room();
+                self.stats.udp_flows += 1;
+                Flow::new([k.1, k.2], false, ts)
+            }
         };
-        let mut out = std::mem::take(&mut self.scratch);
-        let mut env = Env {
-            dissectors: &self.dissectors,
-            cfg: &self.dissect,
-            stats: &mut self.stats,
-            out: &mut out,
-        };
-        flow.datagram(&mut env, side, ts, payload);
-        let (client, ends) = (flow.client_side(), flow.ends());
-        self.decorate(client, ends, &mut out);
-        self.scratch = out;
+        self.run(&mut flow, |f, env| f.datagram(env, side, ts, payload));
+        self.flows.insert(k, flow);
     }
 
     /// Ends flows idle for longer than their timeout and forgets old closed connections.
@@ -315,22 +297,25 @@ impl Pipeline {
     }
 
     fn end_flow(&mut self, mut flow: Flow) {
+        self.run(&mut flow, |f, env| f.end(env));
+    }
+
+    /// Runs one step of a flow (taken out of the table) with the dissectors, then stamps and
+    /// hands out the entries it produced.
+    fn run<R>(&mut self, flow: &mut Flow, step: impl FnOnce(&mut Flow, &mut Env) -> R) -> R {
         let mut out = std::mem::take(&mut self.scratch);
-        {
-            let mut env = Env {
+        let r = step(
+            flow,
+            &mut Env {
                 dissectors: &self.dissectors,
                 cfg: &self.dissect,
                 stats: &mut self.stats,
                 out: &mut out,
-            };
-            flow.end(&mut env);
-        }
-        self.emit(&flow, &mut out);
+            },
+        );
+        self.decorate(flow.client_side(), flow.ends(), &mut out);
         self.scratch = out;
-    }
-
-    fn emit(&mut self, flow: &Flow, entries: &mut Vec<Entry>) {
-        self.decorate(flow.client_side(), flow.ends(), entries);
+        r
     }
 
     /// Adds ids, node, capture source, addresses and identities, and moves the entries out.

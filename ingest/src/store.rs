@@ -263,67 +263,69 @@ impl Ingest {
             (b.rows(), b.bytes())
         };
         let files = self.catalog.files().map(|f| f.len()).unwrap_or(0);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let metrics: [(&str, &str, &str, u64); 9] = [
+            (
+                "wiretrail_ingest_batches_total",
+                "counter",
+                "Batches stored (acknowledged after WAL fsync).",
+                get(&c.batches),
+            ),
+            (
+                "wiretrail_ingest_rows_total",
+                "counter",
+                "Entries stored.",
+                get(&c.rows),
+            ),
+            (
+                "wiretrail_ingest_duplicate_batches_total",
+                "counter",
+                "Resent batches acknowledged without storing them again.",
+                get(&c.duplicates),
+            ),
+            (
+                "wiretrail_ingest_flushes_total",
+                "counter",
+                "Buffer flushes to Parquet.",
+                get(&c.flushes),
+            ),
+            (
+                "wiretrail_ingest_files_written_total",
+                "counter",
+                "Parquet files written.",
+                get(&c.files_written),
+            ),
+            (
+                "wiretrail_wal_torn_bytes_total",
+                "counter",
+                "Bytes of torn WAL tail truncated at start.",
+                get(&c.wal_torn_bytes),
+            ),
+            (
+                "wiretrail_buffer_rows",
+                "gauge",
+                "Acknowledged entries not yet in Parquet.",
+                rows as u64,
+            ),
+            (
+                "wiretrail_buffer_bytes",
+                "gauge",
+                "Arrow memory of the buffered entries.",
+                bytes as u64,
+            ),
+            (
+                "wiretrail_catalog_files",
+                "gauge",
+                "Parquet files in the catalog.",
+                files as u64,
+            ),
+        ];
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+        for (name, kind, help, v) in metrics {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
             ));
-        };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        metric(
-            "wiretrail_ingest_batches_total",
-            "counter",
-            "Batches stored (acknowledged after WAL fsync).",
-            get(&c.batches),
-        );
-        metric(
-            "wiretrail_ingest_rows_total",
-            "counter",
-            "Entries stored.",
-            get(&c.rows),
-        );
-        metric(
-            "wiretrail_ingest_duplicate_batches_total",
-            "counter",
-            "Resent batches acknowledged without storing them again.",
-            get(&c.duplicates),
-        );
-        metric(
-            "wiretrail_ingest_flushes_total",
-            "counter",
-            "Buffer flushes to Parquet.",
-            get(&c.flushes),
-        );
-        metric(
-            "wiretrail_ingest_files_written_total",
-            "counter",
-            "Parquet files written.",
-            get(&c.files_written),
-        );
-        metric(
-            "wiretrail_wal_torn_bytes_total",
-            "counter",
-            "Bytes of torn WAL tail truncated at start.",
-            get(&c.wal_torn_bytes),
-        );
-        metric(
-            "wiretrail_buffer_rows",
-            "gauge",
-            "Acknowledged entries not yet in Parquet.",
-            rows as u64,
-        );
-        metric(
-            "wiretrail_buffer_bytes",
-            "gauge",
-            "Arrow memory of the buffered entries.",
-            bytes as u64,
-        );
-        metric(
-            "wiretrail_catalog_files",
-            "gauge",
-            "Parquet files in the catalog.",
-            files as u64,
-        );
+        }
         out
     }
 

@@ -42,6 +42,10 @@ pub(crate) fn request(
         if ct.starts_with("application/graphql") && !ct.contains("json") {
             (String::from_utf8_lossy(body).into_owned(), None, None)
         } else {
+            // Most JSON bodies are not GraphQL: look for the key before parsing the whole body.
+            if !body.windows(7).any(|w| w == b"\"query\"") {
+                return None;
+            }
             let v: Value = serde_json::from_slice(body).ok()?;
             // A batch is an array of operations; describe the first.
             let op = match &v {

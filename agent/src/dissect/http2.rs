@@ -107,7 +107,11 @@ pub fn error_name(code: u32) -> String {
 struct Half {
     headers: Option<Vec<(String, String)>>,
     trailers: Vec<(String, String)>,
+    /// Created at the first DATA frame, which also fixes the two fields below (the headers
+    /// are complete by then), so later frames do no header lookups.
     body: Option<Body>,
+    is_grpc: bool,
+    grpc_encoding: Option<String>,
     grpc: GrpcReader,
     /// Frame bytes (headers included) carried for this stream in this direction.
     wire: u64,
@@ -361,28 +365,25 @@ impl Http2Parser {
                 let Some(s) = self.stream(sid, ts, false, out) else {
                     return;
                 };
-                let grpc = s.grpc();
-                let encoding =
-                    header(s.half(dir).headers.as_deref(), "grpc-encoding").map(str::to_string);
-                let content_encoding =
-                    header(s.half(dir).headers.as_deref(), "content-encoding").map(str::to_string);
+                if s.half(dir).body.is_none() {
+                    let grpc = s.grpc();
+                    let own = s.half(dir).headers.as_deref();
+                    let grpc_encoding = header(own, "grpc-encoding").map(str::to_string);
+                    // gRPC compresses per message (`grpc-encoding`), not the whole body.
+                    let body = Body::new(header(own, "content-encoding").filter(|_| !grpc), cap);
+                    let h = s.half(dir);
+                    h.body = Some(body);
+                    h.is_grpc = grpc;
+                    h.grpc_encoding = grpc_encoding;
+                }
                 let h = s.half(dir);
                 h.wire += wire;
                 h.data_frames += 1;
-                h.body
-                    .get_or_insert_with(|| {
-                        Body::new(
-                            if grpc {
-                                None
-                            } else {
-                                content_encoding.as_deref()
-                            },
-                            cap,
-                        )
-                    })
-                    .write(data);
-                if grpc {
-                    h.grpc.write(data, encoding.as_deref());
+                if let Some(b) = h.body.as_mut() {
+                    b.write(data);
+                }
+                if h.is_grpc {
+                    h.grpc.write(data, h.grpc_encoding.as_deref());
                 }
                 if flags & END_STREAM != 0 {
                     h.ended = true;

@@ -20,8 +20,6 @@ pub(super) struct Decryptor {
     log: Arc<KeyLog>,
     cfg: DissectConfig,
     session: TlsSession,
-    /// Keys are available for this connection (after the ServerHello).
-    ready: bool,
     /// Why this connection is not decrypted, for the entry's detail.
     pub note: Option<&'static str>,
     sni: Option<String>,
@@ -40,7 +38,6 @@ impl Decryptor {
             log,
             cfg,
             session: TlsSession::default(),
-            ready: false,
             note: None,
             sni: None,
             alpn: None,
@@ -58,9 +55,8 @@ impl Decryptor {
     }
 
     pub fn server_hello(&mut self, random: &[u8], cipher: u16, tls13: bool) {
-        match self.session.server_hello(&self.log, random, cipher, tls13) {
-            Ok(()) => self.ready = true,
-            Err(why) => self.note = Some(why),
+        if let Err(why) = self.session.server_hello(&self.log, random, cipher, tls13) {
+            self.note = Some(why);
         }
     }
 
@@ -71,14 +67,13 @@ impl Decryptor {
     }
 
     pub fn change_cipher_spec(&mut self, dir: Dir) {
-        if self.ready {
-            self.session.change_cipher_spec(&self.log, dir as usize);
-        }
+        // Without secrets for this connection the session has none to derive keys from.
+        self.session.change_cipher_spec(&self.log, dir as usize);
     }
 
     /// Whether records of `dir` are to be decrypted now.
     pub fn active(&self, dir: Dir) -> bool {
-        self.ready && self.session.can_decrypt(dir as usize)
+        self.session.can_decrypt(dir as usize)
     }
 
     /// Opens one record; returns the real content type and plaintext.
@@ -168,7 +163,7 @@ impl Decryptor {
     /// What the TLS entry says about decryption.
     pub fn detail(&self) -> Value {
         json!({
-            "decrypted": self.ready && self.session.decrypted_records > 0,
+            "decrypted": self.session.decrypted_records > 0,
             "records": self.session.decrypted_records,
             "failed_records": self.session.failed_records,
             "inner_protocol": self.inner_name,
