@@ -32,7 +32,9 @@ shift || true
 case "$cmd" in
   up)
     install_system_packages
-    cargo build --release --bin wiretrail
+    # The same build as `test` (all targets): building only the binary resolves other
+    # dependency features, so `up` after `test` (or the reverse) rebuilt DataFusion (~20 min).
+    cargo build --release --workspace --all-targets
     exec "$CARGO_TARGET_DIR/release/wiretrail" up "$@"
     ;;
   test)
