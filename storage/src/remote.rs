@@ -288,7 +288,9 @@ impl RemoteStore {
         }
     }
 
-    /// Size, ETag and modification time of `rel`; [`StorageError::RemoteNotFound`] if absent.
+    /// Size, ETag and modification time of `rel`; [`StorageError::RemoteNotFound`] if absent
+    /// (also when the bucket is missing: a HEAD response has no body to tell them apart, which
+    /// is what [`RemoteStore::check`] is for).
     pub async fn head(&self, rel: &str) -> Result<RemoteObject, StorageError> {
         let key = self.object_path(rel);
         let meta = self
@@ -402,10 +404,14 @@ impl RemoteStore {
         }
     }
 
+    /// A 404 becomes [`StorageError::RemoteNotFound`] only for reads: on a PUT or a LIST it
+    /// means the bucket is missing (the message carries S3's `NoSuchBucket`), which must not
+    /// look like "object already gone" to the caller.
     fn err(&self, op: &'static str, key: &str, source: object_store::Error) -> StorageError {
         let (bucket, key) = (self.bucket.clone(), key.to_string());
+        let read = matches!(op, "head" | "get" | "get range");
         match source {
-            object_store::Error::NotFound { .. } => StorageError::RemoteNotFound {
+            object_store::Error::NotFound { .. } if read => StorageError::RemoteNotFound {
                 bucket,
                 key,
                 source: Box::new(source),
