@@ -13,7 +13,7 @@ use wiretrail_storage::S3Config;
 
 /// moto's server needs flask, werkzeug and flask-cors besides moto itself (the `server` extra).
 const IMPORTS: &str = "import moto.server, flask, werkzeug, flask_cors";
-const PIP_PACKAGE: &str = "moto[server]";
+const PIP_PACKAGE: &str = "moto[server]==5.2.1";
 const STARTUP: Duration = Duration::from_secs(60);
 
 pub struct Moto {
