@@ -408,18 +408,19 @@ impl IngestClient {
         }
         self.retry_at = Some((Instant::now() + delay, delay));
         self.stream = None;
-        // In-flight batches go first so the spool stays in sequence order.
+        // In-flight batches go first so the spool stays in sequence order. Those that came
+        // from the spool are still on disk (a spooled file goes only when acknowledged).
         let inflight: Vec<(u64, RecordBatch)> = self.unacked.drain(..).collect();
         let mut spooled: VecDeque<u64> = std::mem::take(&mut self.spooled);
         for (seq, b) in inflight.iter().rev() {
-            if spooled.front().is_some_and(|f| f < seq) {
-                continue; // already on disk from an earlier outage
+            let on_disk = self.spool_path(*seq).is_some_and(|p| p.exists());
+            if !on_disk {
+                self.spool(*seq, b)?;
+                if self.spooled.pop_back() != Some(*seq) {
+                    continue; // dropped: the spool is full
+                }
             }
-            self.spool(*seq, b)?;
-            if self.spooled.back() == Some(seq) {
-                self.spooled.pop_back();
-                spooled.push_front(*seq);
-            }
+            spooled.push_front(*seq);
         }
         self.spooled = spooled;
         Ok(())

@@ -57,7 +57,12 @@ pub struct Gauges {
 
 pub fn render(c: &IngestCounters, g: &Gauges) -> String {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 18] = [
+        (
+            "wiretrail_uploaded_files_total",
+            "Files moved to object storage.",
+            get(&c.uploaded_files),
+        ),
         (
             "wiretrail_ingest_batches_total",
             "Batches stored (acknowledged after WAL fsync).",

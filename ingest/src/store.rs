@@ -12,7 +12,8 @@ use tokio::sync::{Mutex, Notify, RwLock};
 use wiretrail_proto::schema::check_schema;
 use wiretrail_storage::paths::DataDir;
 use wiretrail_storage::{
-    Catalog, CompactionConfig, DataDirLock, FileMeta, Micros, ParquetSettings, RetentionConfig,
+    Catalog, CompactionConfig, DataDirLock, FileMeta, Micros, ParquetSettings, RemoteStore,
+    RetentionConfig,
 };
 
 use crate::buffer::{Buffer, Buffered};
@@ -43,6 +44,10 @@ pub struct IngestConfig {
     /// Files out of the catalog (compaction inputs, expired hours) are deleted this long
     /// after, so queries planned with them still finish.
     pub delete_grace: Duration,
+    /// Object storage for older hours (`None`: everything stays on local disk).
+    pub remote: Option<Arc<RemoteStore>>,
+    /// Hours stay local until they ended this long ago, then move to `remote`.
+    pub upload_after: Duration,
 }
 
 impl Default for IngestConfig {
@@ -58,6 +63,8 @@ impl Default for IngestConfig {
             retention: RetentionConfig::default(),
             maintenance_interval: Duration::from_secs(30),
             delete_grace: Duration::from_secs(60),
+            remote: None,
+            upload_after: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -66,6 +73,8 @@ impl Default for IngestConfig {
 /// no row is seen twice or missed while a flush moves rows from the buffer into a file.
 pub struct Snapshot {
     pub dir: DataDir,
+    /// Where files with `remote: true` live.
+    pub remote: Option<Arc<RemoteStore>>,
     pub files: Vec<FileMeta>,
     /// Files in the catalog that the window excluded.
     pub files_pruned: usize,
@@ -77,6 +86,8 @@ pub struct Snapshot {
 pub struct MaintenanceReport {
     pub compaction: wiretrail_storage::CompactionReport,
     pub retention: wiretrail_storage::RetentionReport,
+    /// Files moved to object storage.
+    pub uploaded: usize,
     /// Obsolete files deleted in this pass (their grace period was over).
     pub deleted: usize,
 }
@@ -113,6 +124,7 @@ pub struct IngestCounters {
     pub retention_bytes: AtomicU64,
     pub orphans_removed: AtomicU64,
     pub files_deleted: AtomicU64,
+    pub uploaded_files: AtomicU64,
     pub wal_fsync: Histogram,
 }
 
@@ -136,6 +148,8 @@ pub struct Ingest {
     obsolete: std::sync::Mutex<Vec<(Instant, PathBuf)>>,
     /// False while the WAL cannot be written (disk full); the /metrics gauge.
     accepting: AtomicBool,
+    /// Set by [`Ingest::shutdown`]: no maintenance pass starts after it.
+    stopping: AtomicBool,
     pub counters: Arc<IngestCounters>,
     _lock: DataDirLock,
 }
@@ -204,6 +218,7 @@ impl Ingest {
             maintenance_lock: Mutex::new(()),
             obsolete: std::sync::Mutex::new(Vec::new()),
             accepting: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
             counters,
             _lock: lock,
         });
@@ -216,6 +231,11 @@ impl Ingest {
 
     pub fn data_dir(&self) -> &DataDir {
         &self.dir
+    }
+
+    /// The object storage older hours move to, if configured.
+    pub fn remote(&self) -> Option<&Arc<RemoteStore>> {
+        self.config.remote.as_ref()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -378,6 +398,9 @@ impl Ingest {
     /// deletion of files whose grace period is over.
     pub async fn maintain(&self, now: Micros) -> Result<MaintenanceReport, IngestError> {
         let _one = self.maintenance_lock.lock().await;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(MaintenanceReport::default());
+        }
         let (dir, catalog, config) = (self.dir.clone(), self.catalog.clone(), self.config.clone());
         let (compaction, retention, backlog) = tokio::task::spawn_blocking(move || {
             let c = wiretrail_storage::compact(&dir, &catalog, &config.compaction, now)?;
@@ -400,11 +423,12 @@ impl Ingest {
             .fetch_add(retention.rows, Ordering::Relaxed);
         c.retention_bytes
             .fetch_add(retention.bytes, Ordering::Relaxed);
-        if !retention.remote_obsolete.is_empty() {
-            tracing::warn!(
-                files = retention.remote_obsolete.len(),
-                "expired files in object storage are not deleted by this build"
-            );
+        let uploaded = self.tier(now).await?;
+        if let Some(remote) = &self.config.remote {
+            for rel in &retention.remote_obsolete {
+                // Object storage has no open handles to protect: delete now.
+                remote.delete(rel).await?;
+            }
         }
         let deadline = Instant::now() + self.config.delete_grace;
         {
@@ -416,8 +440,65 @@ impl Ingest {
         Ok(MaintenanceReport {
             compaction,
             retention,
+            uploaded,
             deleted,
         })
+    }
+
+    /// Moves hours that ended more than `upload_after` ago to object storage: upload, verify,
+    /// swap the catalog record, then delete the local file after the grace period.
+    async fn tier(&self, now: Micros) -> Result<usize, IngestError> {
+        let Some(remote) = &self.config.remote else {
+            return Ok(0);
+        };
+        let cutoff = now - self.config.upload_after.as_micros() as Micros;
+        let due: Vec<FileMeta> = self
+            .catalog
+            .files()?
+            .into_iter()
+            .filter(|f| !f.remote && f.hour() + wiretrail_storage::paths::HOUR_US <= cutoff)
+            .collect();
+        let mut hours = BTreeSet::new();
+        for f in &due {
+            let local = self.dir.entry_file(&f.path);
+            remote.upload(&local, &f.path).await?;
+            let moved = FileMeta {
+                remote: true,
+                ..f.clone()
+            };
+            self.catalog.swap_files(std::slice::from_ref(f), &[moved])?;
+            hours.insert(f.hour());
+            let deadline = Instant::now() + self.config.delete_grace;
+            self.obsolete
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((deadline, local));
+        }
+        for h in hours {
+            wiretrail_storage::write_manifest(&self.dir, &self.catalog, h)?;
+        }
+        if !due.is_empty() {
+            tracing::info!(
+                files = due.len(),
+                bucket = remote.bucket(),
+                "moved closed hours to object storage"
+            );
+        }
+        self.counters
+            .uploaded_files
+            .fetch_add(due.len() as u64, Ordering::Relaxed);
+        Ok(due.len())
+    }
+
+    /// Graceful stop: waits for a running maintenance pass, flushes the buffer, and deletes the
+    /// files waiting for their grace period (no query runs any more). Maintenance is not
+    /// started again.
+    pub async fn shutdown(&self) -> Result<(), IngestError> {
+        let _running_pass_done = self.maintenance_lock.lock().await;
+        self.stopping.store(true, Ordering::SeqCst);
+        self.flush().await?;
+        self.delete_obsolete(Instant::now() + Duration::from_secs(365 * 86_400));
+        Ok(())
     }
 
     /// Deletes obsolete files whose deadline is before `now`; returns how many.
@@ -469,11 +550,11 @@ impl Ingest {
     /// The files and buffered batches that may hold rows in `[from, to)`.
     pub async fn snapshot(&self, from: Micros, to: Micros) -> Result<Snapshot, IngestError> {
         let buf = self.buffer.read().await;
-        let all = self.catalog.files()?;
-        let total = all.len();
-        let files: Vec<FileMeta> = all.into_iter().filter(|f| f.overlaps(from, to)).collect();
+        let files = self.catalog.files_overlapping(from, to)?;
+        let total = self.catalog.file_count();
         Ok(Snapshot {
             dir: self.dir.clone(),
+            remote: self.config.remote.clone(),
             files_pruned: total - files.len(),
             files,
             buffered: buf.overlapping(from, to),

@@ -262,6 +262,7 @@ impl Wal {
 }
 
 fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>, interval: Duration, counters: &IngestCounters) {
+    let mut broken = false;
     while let Ok(first) = rx.recv() {
         let mut appends = Vec::new();
         let mut others = Vec::new();
@@ -287,14 +288,24 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>, interval: Duration, counters: &I
         if !appends.is_empty() {
             let payloads: Vec<&[u8]> = appends.iter().map(|(p, _)| p.as_slice()).collect();
             let started = Instant::now();
-            let res = w.write_group(&payloads);
+            let res = if broken {
+                // The last write failed: never append behind its partial record.
+                Writer::open(&w.dir, w.id + 1).and_then(|nw| {
+                    *w = nw;
+                    broken = false;
+                    w.write_group(&payloads)
+                })
+            } else {
+                w.write_group(&payloads)
+            };
             counters.wal_fsync.observe(started.elapsed());
             if let Err(e) = &res {
                 // The segment may now end in a partial record; continue in a fresh one so that
                 // later acknowledged records never sit behind garbage (replay stops there).
                 tracing::error!(error = %e, "WAL write failed; nothing in this group is acknowledged");
-                if let Ok(nw) = Writer::open(&w.dir, w.id + 1) {
-                    *w = nw;
+                match Writer::open(&w.dir, w.id + 1) {
+                    Ok(nw) => *w = nw,
+                    Err(_) => broken = true,
                 }
             }
             for (_, done) in appends {
@@ -310,6 +321,7 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>, interval: Duration, counters: &I
                     let old = w.id;
                     let res = Writer::open(&w.dir, old + 1).map(|nw| {
                         *w = nw;
+                        broken = false;
                         old
                     });
                     let _ = done.send(res);

@@ -257,6 +257,13 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Number of files (RocksDB's estimate is not exact, so count keys; the catalog is small).
+    pub fn file_count(&self) -> usize {
+        self.db
+            .iterator_cf(self.cf(CF_FILES), IteratorMode::Start)
+            .count()
+    }
+
     pub fn is_empty(&self) -> Result<bool, StorageError> {
         match self
             .db
