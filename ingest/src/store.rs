@@ -312,6 +312,8 @@ impl Ingest {
             if bytes <= limit {
                 return Ok(());
             }
+            // Whatever happens to this append, the buffer must shrink.
+            self.flush_wanted.notify_one();
             if bytes > 2 * limit || Instant::now() >= deadline {
                 self.counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
                 return Err(IngestError::Busy { bytes, limit });
@@ -320,7 +322,6 @@ impl Ingest {
                 self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                 counted = true;
             }
-            self.flush_wanted.notify_one();
             let _ = tokio::time::timeout(Duration::from_millis(100), self.flushed.notified()).await;
         }
     }

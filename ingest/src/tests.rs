@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use tokio::net::TcpListener;
 use wiretrail_proto::{Endpoint, Entry, EntryBatchBuilder, EntryId, Identity};
 
-use crate::{Ingest, IngestClient, IngestConfig, IngestFlightService};
+use crate::{Ingest, IngestClient, IngestConfig, IngestError, IngestFlightService};
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("wt-ingest-{name}-{}", std::process::id()));
@@ -190,5 +190,50 @@ async fn rejects_batches_that_are_not_entries() {
             .unwrap();
     let err = ingest.append("a", 1, other).await.unwrap_err();
     assert!(err.to_string().contains("schema"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_refuses_when_over_the_memory_limit_and_the_sender_retries() {
+    let dir = temp_dir("busy");
+    let config = IngestConfig {
+        // Tiny limit; the size-based flush trigger is out of the way so only admission acts.
+        memory_limit: 64 << 10,
+        flush_rows: usize::MAX,
+        flush_bytes: usize::MAX,
+        flush_interval: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let ingest = Ingest::open(&dir, config).await.unwrap();
+    let ts0 = 1_795_576_364_000_000;
+    // Admission looks at what is buffered before the batch: the first goes in.
+    ingest.append("a", 1, batch(ts0, 2000)).await.unwrap();
+    assert!(ingest.buffered_rows().await == 2000);
+    // Over twice the limit and no flusher running: refused, with the reason.
+    let err = ingest
+        .append("a", 2, batch(ts0 + 1, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IngestError::Busy { .. }), "{err}");
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(ingest.metrics_text().await.contains("reason=\"busy\"} 1"));
+
+    // A sender over Flight gets RESOURCE_EXHAUSTED, backs off and resends; once the flusher
+    // runs, everything is acknowledged exactly once.
+    let (addr, _stop, _server) = serve(ingest.clone()).await;
+    let mut c = IngestClient::new(&format!("http://{addr}"), "b").unwrap();
+    let sending = tokio::spawn(async move {
+        for i in 0..5 {
+            c.send(batch(ts0 + 10_000_000 * i, 100)).await.unwrap();
+        }
+        c.finish().await.unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tokio::spawn(ingest.clone().run_flusher());
+    let stats = sending.await.unwrap();
+    assert_eq!(stats.acked_rows, 500);
+    assert!(stats.busy_retries > 0, "{stats:?}");
+    assert_eq!(rows_in(&ingest).await, 2500);
     let _ = std::fs::remove_dir_all(&dir);
 }
