@@ -7,7 +7,8 @@
 #
 #   bench/ingest_throughput.sh
 #
-# Env: ENTRIES (default 2000000), CONCURRENCY (default "2 4"), WINDOW (default 8),
+# Env: ENTRIES (default 2000000), CONCURRENCY (default "2 4"), LABELS (default "bodies nobodies"),
+#      WINDOW (default 8),
 #      BATCH_ROWS (default 8192), PERF=1 to record the server for 10 s (DWARF call graphs) during
 #      the first run and print its top symbols.
 # Needs python3 with duckdb (pip install duckdb) for the peer; perf only with PERF=1.
@@ -17,6 +18,7 @@ T="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}"
 export CARGO_TARGET_DIR="$T"
 ENTRIES=${ENTRIES:-2000000}
 CONCURRENCY=${CONCURRENCY:-"2 4"}
+LABELS=${LABELS:-"bodies nobodies"}
 WINDOW=${WINDOW:-8}
 BATCH_ROWS=${BATCH_ROWS:-8192}
 C=../shared/corpus/pcaps
@@ -70,22 +72,27 @@ run_ours() { # LABEL SOURCE CONCURRENCY PERF
   "$BENCH" --source "$src" --flight "http://127.0.0.1:$flight" --http "http://127.0.0.1:$http" \
     --entries "$ENTRIES" -c "$c" -w "$WINDOW" --batch-rows "$BATCH_ROWS" 2> /dev/null | tee "$WORK/out.txt" | sed "s/^/  [$label c=$c] /"
   local cpu; cpu=$(server_cpu "$SERVER")
+  # Bytes the server wrote during the run (WAL + flushed Parquet), before the shutdown flush.
+  local wrote; wrote=$(awk '/^write_bytes/ {print $2}' "/proc/$SERVER/io")
   if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
+  local t0 t1; t0=$(date +%s.%N)
   kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=
+  t1=$(date +%s.%N)
   local r; r=$(grep '^RESULT' "$WORK/out.txt")
   local disk files
   disk=$(du -sb "$data/entries" | cut -f1)
   files=$(find "$data/entries" -name '*.parquet' | wc -l)
   local n; n=$(field entries "$r")
-  ROWS+=("$(printf '| wiretrail (%s, C=%s, W=%s) | %s | %s | %s | %s / %s / %s | %s / %s (n=%s) | %s | %s | %.1f |' \
+  ROWS+=("$(printf '| wiretrail (%s, C=%s, W=%s) | %s | %s | %s | %s / %s / %s | %s / %s (n=%s) | %s | %.0f | %.2f | %s | %.1f |' \
     "$label" "$c" "$WINDOW" "$n" "$(field secs "$r")" "$(field eps "$r")" \
     "$(field ack_p50_ms "$r")" "$(field ack_p99_ms "$r")" "$(field ack_max_ms "$r")" \
     "$(field vis_p50_ms "$r")" "$(field vis_max_ms "$r")" "$(field vis_n "$r")" \
-    "$cpu / $(field client_cpu_s "$r")" "$files" "$(echo "$disk / $n" | bc -l)")")
+    "$cpu / $(field client_cpu_s "$r")" "$(echo "$wrote / $n" | bc -l)" "$(echo "$t1 - $t0" | bc -l)" \
+    "$files" "$(echo "$disk / $n" | bc -l)")")
 }
 
 first_perf=${PERF:-0}
-for label in bodies nobodies; do
+for label in $LABELS; do
   for c in $CONCURRENCY; do
     run_ours "$label" "$WORK/src-$label" "$c" "$first_perf"
     first_perf=0
@@ -95,7 +102,7 @@ done
 # Peer: DuckDB reads the same source Parquet and writes the same number of rows, replicated the
 # same way (source rows in ts order, cycled; ts = t0 + i × 5 µs; fresh 16-byte ids), sorted by
 # ts, to one ZSTD Parquet file. Only the COPY is timed.
-for label in bodies nobodies; do
+for label in $LABELS; do
   python3 - "$WORK/src-$label" "$WORK/duck-$label.parquet" "$ENTRIES" <<'EOF' > "$WORK/duck.txt"
 import sys, time, os, duckdb
 src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -116,13 +123,13 @@ secs = time.perf_counter() - t
 print(n, f"{secs:.3f}", round(n / secs), os.path.getsize(out))
 EOF
   read -r n secs rps bytes < "$WORK/duck.txt"
-  ROWS+=("$(printf '| DuckDB %s (%s, same rows → 1 ZSTD Parquet file) | %s | %s | %s | – | – | – | 1 | %.1f |' \
+  ROWS+=("$(printf '| DuckDB %s (%s, same rows → 1 ZSTD Parquet file) | %s | %s | %s | – | – | – | – | – | 1 | %.1f |' \
     "$(python3 -c 'import duckdb; print(duckdb.__version__)')" "$label" "$n" "$secs" "$rps" "$(echo "$bytes / $n" | bc -l)")")
 done
 
 echo
-echo "| writer | entries | s | entries/s | ack p50 / p99 / max ms | ack → visible p50 / max ms | CPU s server / client | files | B/entry on disk |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| writer | entries | s | entries/s | ack p50 / p99 / max ms | ack → visible p50 / max ms | CPU s server / client | server disk writes B/entry | shutdown flush s | files | B/entry on disk |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
 echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -131,7 +138,8 @@ if [ -f "$WORK/perf.data" ]; then
   echo "perf: server, 10 s of the first run, top symbols by self time"
   perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2> /dev/null \
     | grep -E '^ +[0-9.]+%' | head -15
-  echo "perf: top symbols including callees (children)"
-  perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2> /dev/null \
-    | grep -E '^ +[0-9.]+% +[0-9.]+%' | head -40
+  echo "perf: selected frames including callees (children)"
+  perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none 2> /dev/null \
+    | grep -E 'do_put::|FlightDataDecoder as|decompress_to_buffer|wal::run|wal::encode|libc_write|write_partitioned|take_record_batch|concat_batches|ArrowWriter<W>::write$|clear_page_erms' \
+    | cut -c1-150
 fi
