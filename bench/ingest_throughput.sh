@@ -26,11 +26,13 @@ C=../shared/corpus/pcaps
 
 cargo build --release --bin wiretrail
 cargo build --release -p wiretrail-ingest --example ingest_bench
-BIN="$T/release/wiretrail"
-BENCH="$T/release/examples/ingest_bench"
 python3 -c 'import duckdb' || { echo "python3 -c 'import duckdb' failed: pip install duckdb" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/wt-ingest-bench.XXXXXX)
+# Private copies: a shared target dir may be rebuilt by another checkout while this runs.
+cp "$T/release/wiretrail" "$T/release/examples/ingest_bench" "$WORK/"
+BIN="$WORK/wiretrail"
+BENCH="$WORK/ingest_bench"
 SERVER=
 cleanup() {
   if [ -n "$SERVER" ]; then kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
@@ -53,6 +55,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 server_cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 field() { sed -n 's/.*[ ]'"$1"'=\([^ ]*\).*/\1/p' <<< " $2"; }
 
+echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (dirty)')"
 echo "machine: $(nproc) cores, load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 ROWS=()
 run_ours() { # LABEL SOURCE CONCURRENCY PERF
