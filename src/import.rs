@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
 use wiretrail_agent::{CaptureReader, IdentityMap, KeyLog, Pipeline, PipelineConfig};
-use wiretrail_ingest::{Ingest, IngestClient, IngestConfig};
+use wiretrail_ingest::{Ingest, IngestClient, IngestConfig, SenderConfig};
 use wiretrail_proto::EntryBatchBuilder;
 
 #[derive(clap::Args, Debug)]
@@ -38,6 +38,16 @@ pub struct ImportArgs {
     /// Entries per Arrow batch shipped to ingest.
     #[arg(long, value_name = "ROWS", default_value_t = 8192)]
     batch_rows: usize,
+    /// With --server: keep batches in this directory while the server is unreachable and send
+    /// them when it is back (a later import with the same --spool sends what is left).
+    #[arg(long, value_name = "DIR", requires = "server")]
+    spool: Option<PathBuf>,
+    /// Largest spool size in MiB; beyond it batches are dropped and counted.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    spool_max_mib: u64,
+    /// Give up when the server has not acknowledged anything for this long (e.g. 10m, 30s).
+    #[arg(long, value_name = "AGE", default_value = "10m", value_parser = crate::server::parse_age)]
+    give_up_after: std::time::Duration,
     /// Summary format: `text` for people, `json` for scripts.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     format: String,
@@ -189,7 +199,13 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
             .map(|d| d.as_nanos())
             .unwrap_or_default()
     );
-    let mut client = IngestClient::new(&url, agent_id)?;
+    let sender = SenderConfig {
+        spool_dir: a.spool.clone(),
+        spool_max_bytes: a.spool_max_mib << 20,
+        give_up_after: a.give_up_after,
+        ..Default::default()
+    };
+    let mut client = IngestClient::with_config(&url, agent_id, sender)?;
     let (tx, mut rx) = mpsc::channel::<RecordBatch>(4);
     let files = a.files.clone();
     let batch_rows = a.batch_rows.max(1);
@@ -206,11 +222,17 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
     if let Some(ingest) = local {
         ingest.flush().await?;
     }
-    if sent.acked_rows != totals.entries {
+    if sent.acked_rows + sent.dropped_rows < totals.entries {
         bail!(
             "{} entries were read but {} were acknowledged",
             totals.entries,
             sent.acked_rows
+        );
+    }
+    if sent.dropped_rows > 0 {
+        eprintln!(
+            "warning: {} entries in {} batches were dropped because the spool was full (--spool-max-mib)",
+            sent.dropped_rows, sent.dropped_spool_full
         );
     }
     let secs = started.elapsed().as_secs_f64();
@@ -224,7 +246,7 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
                    "dissect_errors": s.dissect_errors, "undissected_flows": s.undissected_flows,
                    "gap_bytes": s.gap_bytes, "other_packets": s.other_packets,
                    "malformed_packets": s.malformed_packets, "ip_fragments": s.ip_fragments,
-                   "evicted_flows": s.evicted_flows, "seconds": secs})
+                   "evicted_flows": s.evicted_flows, "sender": sent, "seconds": secs})
         );
     } else {
         println!(
@@ -239,6 +261,12 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
             totals.entries as f64 / secs,
             total as f64 / 1e6 / secs
         );
+        if sent.spooled_batches + sent.reconnects + sent.busy_retries > 0 {
+            println!(
+                "sender: {} reconnects, {} busy retries, {} batches spooled while the server was away",
+                sent.reconnects, sent.busy_retries, sent.spooled_batches
+            );
+        }
         if s.undissected_flows + s.malformed_packets + s.ip_fragments + s.gap_bytes > 0 {
             println!(
                 "not dissected: {} flows of other protocols, {} malformed packets, {} IP fragments, {} bytes missing from the capture",

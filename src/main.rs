@@ -30,6 +30,41 @@ enum Command {
     Import(import::ImportArgs),
     /// Query stored entries with a KFL filter.
     Query(query_cmd::QueryArgs),
+    /// Maintain the RocksDB index of a data dir.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Rebuild the index from the per-hour manifest.json files and the Parquet footers (the
+    /// old index is kept as index.old-<time>). The server must be stopped.
+    Rebuild {
+        /// Data directory.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA)]
+        data: PathBuf,
+    },
+}
+
+fn index_rebuild(data: &std::path::Path) -> anyhow::Result<()> {
+    let dir = wiretrail_storage::paths::DataDir::new(data);
+    let _lock = wiretrail_storage::DataDirLock::acquire(&dir)?;
+    let r = wiretrail_storage::rebuild_index(&dir)?;
+    println!(
+        "rebuilt the index of {}: {} hours, {} files, {} entries, {} pins",
+        data.display(),
+        r.hours,
+        r.files,
+        r.rows,
+        r.pins
+    );
+    for m in &r.missing {
+        println!("not registered (missing or unreadable): {m}");
+    }
+    for u in &r.unlisted {
+        println!("left alone (no manifest lists it): {u}");
+    }
+    Ok(())
 }
 
 /// Where a command finds the store: a local data directory, or a running server.
@@ -72,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(a) => server::up(a).await,
             Command::Import(a) => import::run(a).await,
             Command::Query(a) => query_cmd::run(a).await,
+            Command::Index(IndexCommand::Rebuild { data }) => index_rebuild(&data),
         }
     })
 }

@@ -30,6 +30,86 @@ pub struct UpArgs {
     /// Write buffered entries to Parquet at least this often (seconds).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     flush_interval: u64,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+/// Durability, memory, compaction and retention settings of ingest.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StorageArgs {
+    /// How long an append waits for others before one WAL fsync covers them all (group commit).
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    wal_commit_ms: u64,
+    /// Buffered (acknowledged, not yet in Parquet) entries above which senders are slowed;
+    /// above twice this they get RESOURCE_EXHAUSTED and retry (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    memory_limit_mib: usize,
+    /// Drop hours older than this (e.g. 7d, 36h, 90m). Default: keep everything.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    retention: Option<Duration>,
+    /// Drop the oldest hours while the Parquet files take more than this many GiB.
+    #[arg(long, value_name = "GIB")]
+    retention_max_gib: Option<f64>,
+    /// Drop the oldest hours while the data dir's filesystem is fuller than this percentage.
+    #[arg(long, value_name = "PERCENT", default_value_t = 90.0)]
+    disk_high_watermark: f64,
+    /// How often compaction and retention run (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    maintenance_interval: u64,
+    /// Move older hours to S3-compatible storage, same layout:
+    /// s3://BUCKET/PREFIX[?endpoint=URL&region=R&allow_http=true]. Credentials come from the
+    /// usual AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …) or instance roles.
+    #[arg(long, value_name = "URL")]
+    s3: Option<String>,
+    /// With --s3: hours move once they ended this long ago (e.g. 6h, 2d).
+    #[arg(long, value_name = "AGE", default_value = "6h", value_parser = parse_age)]
+    upload_after: Duration,
+}
+
+/// `7d`, `36h`, `90m`, `45s`.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 7d, 36h, 90m"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(format!("{s:?}: unit must be d, h, m or s")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+impl StorageArgs {
+    pub fn apply(&self, c: &mut IngestConfig) {
+        c.wal_commit_interval = Duration::from_millis(self.wal_commit_ms);
+        c.memory_limit = self.memory_limit_mib.max(1) << 20;
+        c.retention.max_age = self.retention;
+        c.retention.max_bytes = self
+            .retention_max_gib
+            .map(|g| (g * (1u64 << 30) as f64) as u64);
+        c.retention.disk_high_watermark =
+            (self.disk_high_watermark < 100.0).then_some(self.disk_high_watermark / 100.0);
+        c.maintenance_interval = Duration::from_secs(self.maintenance_interval.max(1));
+        c.upload_after = self.upload_after;
+    }
+
+    /// Connects to the --s3 store and checks the bucket answers, so a typo fails now, not
+    /// hours later at the first upload.
+    pub async fn remote(&self) -> anyhow::Result<Option<Arc<wiretrail_storage::RemoteStore>>> {
+        let Some(url) = &self.s3 else {
+            return Ok(None);
+        };
+        let config = wiretrail_storage::S3Config::from_url(url)?;
+        let store = wiretrail_storage::RemoteStore::new(&config)?;
+        store
+            .check()
+            .await
+            .with_context(|| format!("--s3 {url}: the bucket does not answer"))?;
+        Ok(Some(Arc::new(store)))
+    }
 }
 
 /// Starts the Flight endpoint on `addr`; returns the bound address.
@@ -65,12 +145,15 @@ fn tonic_incoming(
 }
 
 pub async fn up(a: UpArgs) -> anyhow::Result<()> {
-    let config = IngestConfig {
+    let mut config = IngestConfig {
         flush_interval: Duration::from_secs(a.flush_interval.max(1)),
         ..Default::default()
     };
+    a.storage.apply(&mut config);
+    config.remote = a.storage.remote().await?;
     let ingest = Ingest::open(&a.data, config).await?;
     tokio::spawn(ingest.clone().run_flusher());
+    tokio::spawn(ingest.clone().run_maintenance());
     let flight = serve_flight(ingest.clone(), a.flight_listen).await?;
     let query = Arc::new(QueryService::new(ingest.clone()));
     let listener = TcpListener::bind(a.listen)
@@ -96,7 +179,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("shutting down: flushing buffered entries to Parquet");
-    ingest.flush().await?;
+    ingest.shutdown().await?;
     Ok(())
 }
 

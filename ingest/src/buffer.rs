@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use wiretrail_proto::schema::TS;
-use wiretrail_storage::Micros;
+use wiretrail_storage::{Micros, SourceBatch};
 
 pub(crate) struct Buffered {
     pub segment: u64,
@@ -73,11 +73,15 @@ impl Buffer {
     }
 
     /// The batches of WAL segments up to `segment`, and the highest seq per agent among them.
-    pub fn up_to(&self, segment: u64) -> (Vec<RecordBatch>, BTreeMap<String, u64>) {
+    pub fn up_to(&self, segment: u64) -> (Vec<SourceBatch>, BTreeMap<String, u64>) {
         let mut seqs = BTreeMap::new();
         let mut batches = Vec::new();
         for b in self.items.iter().filter(|b| b.segment <= segment) {
-            batches.push(b.batch.clone());
+            batches.push(SourceBatch {
+                agent: b.agent.clone(),
+                seq: b.seq,
+                batch: b.batch.clone(),
+            });
             let e = seqs.entry(b.agent.clone()).or_insert(b.seq);
             *e = (*e).max(b.seq);
         }

@@ -17,6 +17,12 @@ pub enum IngestError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("bad batch from {agent}: {reason}")]
     BadBatch { agent: String, reason: String },
+    #[error(
+        "ingest is busy: {bytes} bytes of entries wait for Parquet (limit {limit}); retry later"
+    )]
+    Busy { bytes: usize, limit: usize },
+    #[error("{0}")]
+    Unavailable(String),
     #[error("ingest is shutting down")]
     ShuttingDown,
     #[error("background task failed: {0}")]
@@ -27,7 +33,10 @@ impl From<IngestError> for tonic::Status {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::BadBatch { .. } => tonic::Status::invalid_argument(e.to_string()),
-            IngestError::ShuttingDown => tonic::Status::unavailable(e.to_string()),
+            IngestError::ShuttingDown | IngestError::Unavailable(_) => {
+                tonic::Status::unavailable(e.to_string())
+            }
+            IngestError::Busy { .. } => tonic::Status::resource_exhausted(e.to_string()),
             _ => tonic::Status::internal(e.to_string()),
         }
     }

@@ -7,14 +7,15 @@ mod buffer;
 mod client;
 mod error;
 mod flight;
+mod metrics;
 mod store;
 mod util;
 pub mod wal;
 
-pub use client::{IngestClient, SendStats};
+pub use client::{IngestClient, SendStats, SenderConfig};
 pub use error::IngestError;
 pub use flight::IngestFlightService;
-pub use store::{Appended, Ingest, IngestConfig, Snapshot};
+pub use store::{Appended, Ingest, IngestConfig, IngestCounters, MaintenanceReport, Snapshot};
 
 #[cfg(test)]
 mod tests;

@@ -1,18 +1,23 @@
 //! [`Ingest`]: the write path of one data directory — dedupe, WAL, queryable buffer, flush to
 //! Parquet + catalog — and the consistent snapshot that queries read.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use tokio::sync::{Mutex, Notify, RwLock};
 use wiretrail_proto::schema::check_schema;
 use wiretrail_storage::paths::DataDir;
-use wiretrail_storage::{Catalog, DataDirLock, FileMeta, Micros, ParquetSettings};
+use wiretrail_storage::{
+    Catalog, CompactionConfig, DataDirLock, FileMeta, Micros, ParquetSettings, RemoteStore,
+    RetentionConfig,
+};
 
 use crate::buffer::{Buffer, Buffered};
+use crate::metrics::Histogram;
 use crate::wal::{self, Wal};
 use crate::IngestError;
 
@@ -26,6 +31,23 @@ pub struct IngestConfig {
     /// Flush as soon as the buffer holds this many bytes of Arrow memory.
     pub flush_bytes: usize,
     pub parquet: ParquetSettings,
+    /// How long the WAL waits for more appends before one fsync (group commit).
+    pub wal_commit_interval: Duration,
+    /// Above this many bytes of buffered (not yet flushed) entries, appends wait for the
+    /// flusher; above twice this, they are refused with `RESOURCE_EXHAUSTED` and the sender
+    /// retries later.
+    pub memory_limit: usize,
+    pub compaction: CompactionConfig,
+    pub retention: RetentionConfig,
+    /// How often compaction, retention and file deletion run.
+    pub maintenance_interval: Duration,
+    /// Files out of the catalog (compaction inputs, expired hours) are deleted this long
+    /// after, so queries planned with them still finish.
+    pub delete_grace: Duration,
+    /// Object storage for older hours (`None`: everything stays on local disk).
+    pub remote: Option<Arc<RemoteStore>>,
+    /// Hours stay local until they ended this long ago, then move to `remote`.
+    pub upload_after: Duration,
 }
 
 impl Default for IngestConfig {
@@ -33,8 +55,16 @@ impl Default for IngestConfig {
         IngestConfig {
             flush_interval: Duration::from_secs(60),
             flush_rows: 1_000_000,
-            flush_bytes: 512 << 20,
+            flush_bytes: 256 << 20,
             parquet: ParquetSettings::default(),
+            wal_commit_interval: Duration::from_millis(5),
+            memory_limit: 512 << 20,
+            compaction: CompactionConfig::default(),
+            retention: RetentionConfig::default(),
+            maintenance_interval: Duration::from_secs(30),
+            delete_grace: Duration::from_secs(60),
+            remote: None,
+            upload_after: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -43,10 +73,23 @@ impl Default for IngestConfig {
 /// no row is seen twice or missed while a flush moves rows from the buffer into a file.
 pub struct Snapshot {
     pub dir: DataDir,
+    /// Where files with `remote: true` live.
+    pub remote: Option<Arc<RemoteStore>>,
     pub files: Vec<FileMeta>,
     /// Files in the catalog that the window excluded.
     pub files_pruned: usize,
     pub buffered: Vec<RecordBatch>,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Default)]
+pub struct MaintenanceReport {
+    pub compaction: wiretrail_storage::CompactionReport,
+    pub retention: wiretrail_storage::RetentionReport,
+    /// Files moved to object storage.
+    pub uploaded: usize,
+    /// Obsolete files deleted in this pass (their grace period was over).
+    pub deleted: usize,
 }
 
 /// Outcome of one append.
@@ -62,8 +105,27 @@ pub struct IngestCounters {
     pub rows: AtomicU64,
     pub duplicates: AtomicU64,
     pub flushes: AtomicU64,
+    pub flush_errors: AtomicU64,
     pub files_written: AtomicU64,
     pub wal_torn_bytes: AtomicU64,
+    /// Batches refused because the buffer was over twice the memory limit.
+    pub rejected_busy: AtomicU64,
+    /// Batches refused because of bad data (schema, agent id).
+    pub rejected_bad: AtomicU64,
+    /// Batches refused because the WAL could not be written (disk full, I/O error).
+    pub rejected_io: AtomicU64,
+    /// Appends that waited for the flusher (memory above the limit).
+    pub throttled: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compacted_inputs: AtomicU64,
+    pub compaction_backlog: AtomicU64,
+    pub retention_hours: AtomicU64,
+    pub retention_rows: AtomicU64,
+    pub retention_bytes: AtomicU64,
+    pub orphans_removed: AtomicU64,
+    pub files_deleted: AtomicU64,
+    pub uploaded_files: AtomicU64,
+    pub wal_fsync: Histogram,
 }
 
 pub struct Ingest {
@@ -79,7 +141,16 @@ pub struct Ingest {
     seqs: Mutex<HashMap<String, u64>>,
     flush_lock: Mutex<()>,
     flush_wanted: Notify,
-    pub counters: IngestCounters,
+    /// Signalled after every flush (appends waiting for memory wake up).
+    flushed: Notify,
+    maintenance_lock: Mutex<()>,
+    /// Files out of the catalog, deleted once their deadline passes.
+    obsolete: std::sync::Mutex<Vec<(Instant, PathBuf)>>,
+    /// False while the WAL cannot be written (disk full); the /metrics gauge.
+    accepting: AtomicBool,
+    /// Set by [`Ingest::shutdown`]: no maintenance pass starts after it.
+    stopping: AtomicBool,
+    pub counters: Arc<IngestCounters>,
     _lock: DataDirLock,
 }
 
@@ -92,6 +163,15 @@ impl Ingest {
         let dir = DataDir::new(root);
         let lock = DataDirLock::acquire(&dir)?;
         let catalog = Arc::new(Catalog::open(&dir.index())?);
+        let repaired = wiretrail_storage::repair(&dir, &catalog)?;
+        if let Some(r) = &repaired.rebuilt {
+            tracing::warn!(
+                files = r.files,
+                rows = r.rows,
+                missing = r.missing.len(),
+                "index rebuilt from manifests"
+            );
+        }
         let mut seqs = catalog.agent_seqs()?;
         let (records, stats) = wal::replay(&dir.wal())?;
         let mut buffer = Buffer::default();
@@ -119,7 +199,11 @@ impl Ingest {
             // Everything in the old segments is already in Parquet (or they are empty).
             wal::delete_segments(&dir.wal())?;
         }
-        let wal = Wal::start(&dir.wal())?;
+        let counters = Arc::new(IngestCounters::default());
+        let wal = Wal::start(&dir.wal(), config.wal_commit_interval, counters.clone())?;
+        counters
+            .orphans_removed
+            .store(repaired.orphans_removed.len() as u64, Ordering::Relaxed);
         let ingest = Arc::new(Ingest {
             dir,
             catalog,
@@ -130,7 +214,12 @@ impl Ingest {
             seqs: Mutex::new(seqs),
             flush_lock: Mutex::new(()),
             flush_wanted: Notify::new(),
-            counters: IngestCounters::default(),
+            flushed: Notify::new(),
+            maintenance_lock: Mutex::new(()),
+            obsolete: std::sync::Mutex::new(Vec::new()),
+            accepting: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            counters,
             _lock: lock,
         });
         ingest
@@ -142,6 +231,11 @@ impl Ingest {
 
     pub fn data_dir(&self) -> &DataDir {
         &self.dir
+    }
+
+    /// The object storage older hours move to, if configured.
+    pub fn remote(&self) -> Option<&Arc<RemoteStore>> {
+        self.config.remote.as_ref()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -156,10 +250,14 @@ impl Ingest {
         seq: u64,
         batch: RecordBatch,
     ) -> Result<Appended, IngestError> {
-        check_schema(&batch.schema()).map_err(|e| IngestError::BadBatch {
-            agent: agent.to_string(),
-            reason: e.to_string(),
-        })?;
+        if let Err(e) = check_schema(&batch.schema()) {
+            self.counters.rejected_bad.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::BadBatch {
+                agent: agent.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        self.admit().await?;
         let rows = batch.num_rows();
         let _gate = self.append_gate.read().await;
         let mut seqs = self.seqs.lock().await;
@@ -171,7 +269,21 @@ impl Ingest {
             });
         }
         let payload = wal::encode(agent, seq, &batch)?;
-        let segment = self.wal.append(payload).await?;
+        let segment = match self.wal.append(payload).await {
+            Ok(s) => {
+                if !self.accepting.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the write-ahead log is writable again; acknowledging batches");
+                }
+                s
+            }
+            Err(e) => {
+                self.counters.rejected_io.fetch_add(1, Ordering::Relaxed);
+                if self.accepting.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "cannot write the write-ahead log: not acknowledging batches until it works again (nothing stored is affected)");
+                }
+                return Err(e);
+            }
+        };
         seqs.insert(agent.to_string(), seq);
         drop(seqs);
         let mut buf = self.buffer.write().await;
@@ -189,6 +301,30 @@ impl Ingest {
         })
     }
 
+    /// Backpressure: waits while the buffer is over the memory limit (the flusher is asked to
+    /// run), refuses when it is over twice the limit or stays over it for 5 s.
+    async fn admit(&self) -> Result<(), IngestError> {
+        let limit = self.config.memory_limit;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut counted = false;
+        loop {
+            let bytes = self.buffer.read().await.bytes();
+            if bytes <= limit {
+                return Ok(());
+            }
+            if bytes > 2 * limit || Instant::now() >= deadline {
+                self.counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(IngestError::Busy { bytes, limit });
+            }
+            if !counted {
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                counted = true;
+            }
+            self.flush_wanted.notify_one();
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.flushed.notified()).await;
+        }
+    }
+
     /// Moves every buffered row into Parquet files, registers them, then deletes the WAL
     /// segments they came from. Safe to call concurrently with appends and queries.
     pub async fn flush(&self) -> Result<usize, IngestError> {
@@ -202,21 +338,26 @@ impl Ingest {
             self.wal.delete_up_to(closed).await?;
             return Ok(0);
         }
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let rows: usize = batches.iter().map(|b| b.batch.num_rows()).sum();
         let (dir, catalog, settings) = (
             self.dir.clone(),
             self.catalog.clone(),
             self.config.parquet.clone(),
         );
-        let files = tokio::task::spawn_blocking(move || {
+        let (files, rollups) = tokio::task::spawn_blocking(move || {
             wiretrail_storage::write_partitioned(&dir, &catalog, &batches, &settings)
         })
         .await
         .map_err(|e| IngestError::Task(e.to_string()))??;
         {
             let mut buf = self.buffer.write().await;
-            self.catalog.commit_files(&files, &seqs)?;
+            self.catalog.commit_flush(&files, &seqs, &rollups)?;
             buf.remove_up_to(closed);
+        }
+        self.flushed.notify_waiters();
+        let hours: BTreeSet<Micros> = files.iter().map(FileMeta::hour).collect();
+        for h in hours {
+            wiretrail_storage::write_manifest(&self.dir, &self.catalog, h)?;
         }
         self.wal.delete_up_to(closed).await?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -235,20 +376,185 @@ impl Ingest {
                 _ = self.flush_wanted.notified() => {}
             }
             if let Err(e) = self.flush().await {
+                self.counters.flush_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "flush failed; rows stay in the WAL and the buffer, will retry");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 
+    /// Compaction, retention and deletion of obsolete files; runs until the process ends.
+    pub async fn run_maintenance(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.config.maintenance_interval).await;
+            let now = chrono::Utc::now().timestamp_micros();
+            if let Err(e) = self.maintain(now).await {
+                tracing::error!(error = %e, "maintenance failed; will retry");
+            }
+        }
+    }
+
+    /// One maintenance pass as of `now` (µs since the epoch): compaction, retention, then
+    /// deletion of files whose grace period is over.
+    pub async fn maintain(&self, now: Micros) -> Result<MaintenanceReport, IngestError> {
+        let _one = self.maintenance_lock.lock().await;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(MaintenanceReport::default());
+        }
+        let (dir, catalog, config) = (self.dir.clone(), self.catalog.clone(), self.config.clone());
+        let (compaction, retention, backlog) = tokio::task::spawn_blocking(move || {
+            let c = wiretrail_storage::compact(&dir, &catalog, &config.compaction, now)?;
+            let r = wiretrail_storage::apply_retention(&dir, &catalog, &config.retention, now)?;
+            let b = wiretrail_storage::compaction_backlog(&catalog, &config.compaction, now)?;
+            Ok::<_, IngestError>((c, r, b))
+        })
+        .await
+        .map_err(|e| IngestError::Task(e.to_string()))??;
+        let c = &self.counters;
+        c.compactions
+            .fetch_add(compaction.jobs as u64, Ordering::Relaxed);
+        c.compacted_inputs
+            .fetch_add(compaction.inputs as u64, Ordering::Relaxed);
+        c.compaction_backlog
+            .store(backlog as u64, Ordering::Relaxed);
+        c.retention_hours
+            .fetch_add(retention.hours.len() as u64, Ordering::Relaxed);
+        c.retention_rows
+            .fetch_add(retention.rows, Ordering::Relaxed);
+        c.retention_bytes
+            .fetch_add(retention.bytes, Ordering::Relaxed);
+        let uploaded = self.tier(now).await?;
+        if let Some(remote) = &self.config.remote {
+            for rel in &retention.remote_obsolete {
+                // Object storage has no open handles to protect: delete now.
+                remote.delete(rel).await?;
+            }
+        }
+        let deadline = Instant::now() + self.config.delete_grace;
+        {
+            let mut o = self.obsolete.lock().unwrap_or_else(|p| p.into_inner());
+            o.extend(compaction.obsolete.iter().cloned().map(|p| (deadline, p)));
+            o.extend(retention.obsolete.iter().cloned().map(|p| (deadline, p)));
+        }
+        let deleted = self.delete_obsolete(Instant::now());
+        Ok(MaintenanceReport {
+            compaction,
+            retention,
+            uploaded,
+            deleted,
+        })
+    }
+
+    /// Moves hours that ended more than `upload_after` ago to object storage: upload, verify,
+    /// swap the catalog record, then delete the local file after the grace period.
+    async fn tier(&self, now: Micros) -> Result<usize, IngestError> {
+        let Some(remote) = &self.config.remote else {
+            return Ok(0);
+        };
+        let cutoff = now - self.config.upload_after.as_micros() as Micros;
+        let due: Vec<FileMeta> = self
+            .catalog
+            .files()?
+            .into_iter()
+            .filter(|f| !f.remote && f.hour() + wiretrail_storage::paths::HOUR_US <= cutoff)
+            .collect();
+        let mut hours = BTreeSet::new();
+        for f in &due {
+            let local = self.dir.entry_file(&f.path);
+            remote.upload(&local, &f.path).await?;
+            let moved = FileMeta {
+                remote: true,
+                ..f.clone()
+            };
+            self.catalog.swap_files(std::slice::from_ref(f), &[moved])?;
+            hours.insert(f.hour());
+            let deadline = Instant::now() + self.config.delete_grace;
+            self.obsolete
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((deadline, local));
+        }
+        for h in hours {
+            wiretrail_storage::write_manifest(&self.dir, &self.catalog, h)?;
+        }
+        if !due.is_empty() {
+            tracing::info!(
+                files = due.len(),
+                bucket = remote.bucket(),
+                "moved closed hours to object storage"
+            );
+        }
+        self.counters
+            .uploaded_files
+            .fetch_add(due.len() as u64, Ordering::Relaxed);
+        Ok(due.len())
+    }
+
+    /// Graceful stop: waits for a running maintenance pass, flushes the buffer, and deletes the
+    /// files waiting for their grace period (no query runs any more). Maintenance is not
+    /// started again.
+    pub async fn shutdown(&self) -> Result<(), IngestError> {
+        let _running_pass_done = self.maintenance_lock.lock().await;
+        self.stopping.store(true, Ordering::SeqCst);
+        self.flush().await?;
+        self.delete_obsolete(Instant::now() + Duration::from_secs(365 * 86_400));
+        Ok(())
+    }
+
+    /// Deletes obsolete files whose deadline is before `now`; returns how many.
+    pub fn delete_obsolete(&self, now: Instant) -> usize {
+        let due: Vec<PathBuf> = {
+            let mut o = self.obsolete.lock().unwrap_or_else(|p| p.into_inner());
+            let (due, keep): (Vec<_>, Vec<_>) = o.drain(..).partition(|(t, _)| *t <= now);
+            *o = keep;
+            due.into_iter().map(|(_, p)| p).collect()
+        };
+        let mut n = 0;
+        for p in due {
+            match std::fs::remove_file(&p) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot delete an obsolete file; it is removed at the next start")
+                }
+            }
+            // The hour folder goes when its last file does.
+            if let Some(folder) = p.parent() {
+                if std::fs::remove_dir(folder).is_ok() {
+                    if let Some(day) = folder.parent() {
+                        let _ = std::fs::remove_dir(day);
+                    }
+                }
+            }
+        }
+        self.counters
+            .files_deleted
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// Pins `[from, to)` under `name` (retention keeps those hours) and mirrors the pins next
+    /// to the files.
+    pub fn pin(&self, pin: &wiretrail_storage::Pin) -> Result<(), IngestError> {
+        self.catalog.put_pin(pin)?;
+        wiretrail_storage::write_pins(&self.dir, &self.catalog)?;
+        Ok(())
+    }
+
+    pub fn unpin(&self, name: &str) -> Result<bool, IngestError> {
+        let existed = self.catalog.delete_pin(name)?;
+        wiretrail_storage::write_pins(&self.dir, &self.catalog)?;
+        Ok(existed)
+    }
+
     /// The files and buffered batches that may hold rows in `[from, to)`.
     pub async fn snapshot(&self, from: Micros, to: Micros) -> Result<Snapshot, IngestError> {
         let buf = self.buffer.read().await;
-        let all = self.catalog.files()?;
-        let total = all.len();
-        let files: Vec<FileMeta> = all.into_iter().filter(|f| f.overlaps(from, to)).collect();
+        let files = self.catalog.files_overlapping(from, to)?;
+        let total = self.catalog.file_count();
         Ok(Snapshot {
             dir: self.dir.clone(),
+            remote: self.config.remote.clone(),
             files_pruned: total - files.len(),
             files,
             buffered: buf.overlapping(from, to),
@@ -257,76 +563,24 @@ impl Ingest {
 
     /// Prometheus text exposition of the ingest counters.
     pub async fn metrics_text(&self) -> String {
-        let c = &self.counters;
         let (rows, bytes) = {
             let b = self.buffer.read().await;
             (b.rows(), b.bytes())
         };
-        let files = self.catalog.files().map(|f| f.len()).unwrap_or(0);
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let metrics: [(&str, &str, &str, u64); 9] = [
-            (
-                "wiretrail_ingest_batches_total",
-                "counter",
-                "Batches stored (acknowledged after WAL fsync).",
-                get(&c.batches),
-            ),
-            (
-                "wiretrail_ingest_rows_total",
-                "counter",
-                "Entries stored.",
-                get(&c.rows),
-            ),
-            (
-                "wiretrail_ingest_duplicate_batches_total",
-                "counter",
-                "Resent batches acknowledged without storing them again.",
-                get(&c.duplicates),
-            ),
-            (
-                "wiretrail_ingest_flushes_total",
-                "counter",
-                "Buffer flushes to Parquet.",
-                get(&c.flushes),
-            ),
-            (
-                "wiretrail_ingest_files_written_total",
-                "counter",
-                "Parquet files written.",
-                get(&c.files_written),
-            ),
-            (
-                "wiretrail_wal_torn_bytes_total",
-                "counter",
-                "Bytes of torn WAL tail truncated at start.",
-                get(&c.wal_torn_bytes),
-            ),
-            (
-                "wiretrail_buffer_rows",
-                "gauge",
-                "Acknowledged entries not yet in Parquet.",
-                rows as u64,
-            ),
-            (
-                "wiretrail_buffer_bytes",
-                "gauge",
-                "Arrow memory of the buffered entries.",
-                bytes as u64,
-            ),
-            (
-                "wiretrail_catalog_files",
-                "gauge",
-                "Parquet files in the catalog.",
-                files as u64,
-            ),
-        ];
-        let mut out = String::new();
-        for (name, kind, help, v) in metrics {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
-        }
-        out
+        let files = self.catalog.files().unwrap_or_default();
+        let pending = self.obsolete.lock().map(|o| o.len()).unwrap_or(0);
+        crate::metrics::render(
+            &self.counters,
+            &crate::metrics::Gauges {
+                buffer_rows: rows as u64,
+                buffer_bytes: bytes as u64,
+                memory_limit: self.config.memory_limit as u64,
+                catalog_files: files.len() as u64,
+                catalog_bytes: files.iter().map(|f| f.bytes).sum(),
+                pending_deletes: pending as u64,
+                accepting: self.accepting.load(Ordering::Relaxed),
+            },
+        )
     }
 
     /// Rows acknowledged but not yet in Parquet.

@@ -11,13 +11,16 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
 
+use crate::store::IngestCounters;
 use crate::IngestError;
 
 /// Largest batch of appends written before one fsync.
@@ -212,15 +215,20 @@ impl Writer {
 }
 
 impl Wal {
-    /// Starts the writer thread on a new segment after every existing one.
-    pub fn start(dir: &Path) -> Result<Wal, IngestError> {
+    /// Starts the writer thread on a new segment after every existing one. `interval` is how
+    /// long the first append of a group waits for companions before the fsync.
+    pub fn start(
+        dir: &Path,
+        interval: Duration,
+        counters: Arc<IngestCounters>,
+    ) -> Result<Wal, IngestError> {
         std::fs::create_dir_all(dir).map_err(wal_err(dir))?;
         let next = list_segments(dir)?.last().map_or(1, |l| l + 1);
         let mut writer = Writer::open(dir, next)?;
         let (tx, rx) = mpsc::channel::<Cmd>();
         thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || run(&mut writer, rx))
+            .spawn(move || run(&mut writer, rx, interval, &counters))
             .map_err(wal_err(dir))?;
         Ok(Wal { tx })
     }
@@ -253,10 +261,12 @@ impl Wal {
     }
 }
 
-fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>) {
+fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>, interval: Duration, counters: &IngestCounters) {
+    let mut broken = false;
     while let Ok(first) = rx.recv() {
         let mut appends = Vec::new();
         let mut others = Vec::new();
+        let deadline = Instant::now() + interval;
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
             match cmd {
@@ -267,24 +277,41 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>) {
                 }
             }
             if appends.len() < MAX_GROUP {
-                next = rx.try_recv().ok();
+                let wait = deadline.saturating_duration_since(Instant::now());
+                next = if wait.is_zero() {
+                    rx.try_recv().ok()
+                } else {
+                    rx.recv_timeout(wait).ok()
+                };
             }
         }
         if !appends.is_empty() {
             let payloads: Vec<&[u8]> = appends.iter().map(|(p, _)| p.as_slice()).collect();
-            let res = w.write_group(&payloads);
+            let started = Instant::now();
+            let res = if broken {
+                // The last write failed: never append behind its partial record.
+                Writer::open(&w.dir, w.id + 1).and_then(|nw| {
+                    *w = nw;
+                    broken = false;
+                    w.write_group(&payloads)
+                })
+            } else {
+                w.write_group(&payloads)
+            };
+            counters.wal_fsync.observe(started.elapsed());
             if let Err(e) = &res {
                 // The segment may now end in a partial record; continue in a fresh one so that
                 // later acknowledged records never sit behind garbage (replay stops there).
                 tracing::error!(error = %e, "WAL write failed; nothing in this group is acknowledged");
-                if let Ok(nw) = Writer::open(&w.dir, w.id + 1) {
-                    *w = nw;
+                match Writer::open(&w.dir, w.id + 1) {
+                    Ok(nw) => *w = nw,
+                    Err(_) => broken = true,
                 }
             }
             for (_, done) in appends {
                 let _ = done.send(match &res {
                     Ok(()) => Ok(w.id),
-                    Err(e) => Err(IngestError::Task(e.to_string())),
+                    Err(e) => Err(unwritable(e)),
                 });
             }
         }
@@ -294,6 +321,7 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>) {
                     let old = w.id;
                     let res = Writer::open(&w.dir, old + 1).map(|nw| {
                         *w = nw;
+                        broken = false;
                         old
                     });
                     let _ = done.send(res);
@@ -306,6 +334,16 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>) {
             }
         }
     }
+}
+
+/// The error an appender sees when its group could not be made durable.
+fn unwritable(e: &IngestError) -> IngestError {
+    let full = matches!(e, IngestError::Wal { source, .. } if source.kind() == std::io::ErrorKind::StorageFull);
+    IngestError::Unavailable(if full {
+        format!("disk full: {e}; this batch was not acknowledged (resend it when space returns)")
+    } else {
+        format!("{e}; this batch was not acknowledged (resend it)")
+    })
 }
 
 /// Deletes every segment (before the writer starts, when replay found nothing to keep).

@@ -125,3 +125,16 @@ pub fn check_schema(schema: &Schema) -> Result<(), crate::ProtoError> {
     }
     Ok(())
 }
+
+/// Whether an entry counts as an error on the service map and in the rollups: HTTP-family
+/// statuses ≥ 500 (the server failed; 4xx are the client's business, as in Linkerd and Istio),
+/// any non-zero status elsewhere (gRPC status, DNS rcode, Kafka error code, AMQP reply code ≥
+/// 300, Redis/Postgres error markers). One definition so rollups and SQL agree.
+pub fn is_error(protocol: &str, status: Option<i32>) -> bool {
+    match (protocol, status) {
+        (_, None) => false,
+        ("http" | "http2" | "graphql", Some(s)) => s >= 500,
+        ("amqp", Some(s)) => s >= 300,
+        (_, Some(s)) => s != 0,
+    }
+}

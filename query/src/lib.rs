@@ -4,6 +4,7 @@
 mod error;
 mod json;
 pub mod kfl;
+mod prune;
 pub mod rest;
 mod service;
 pub mod table;

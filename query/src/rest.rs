@@ -65,6 +65,25 @@ async fn entry(
 }
 
 #[derive(Debug, Deserialize)]
+pub struct WindowParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Distinct values of a tag in a window (autocomplete), from the tag index.
+async fn values(
+    State(svc): State<Arc<QueryService>>,
+    Path(tag): Path<String>,
+    Query(p): Query<WindowParams>,
+) -> Result<impl IntoResponse, QueryError> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let from = p.from.as_deref().map(|t| parse_time(t, now)).transpose()?;
+    let to = p.to.as_deref().map(|t| parse_time(t, now)).transpose()?;
+    let values = svc.tag_values(&tag, from, to).await?;
+    Ok(Json(json!({"tag": tag, "values": values})))
+}
+
+#[derive(Debug, Deserialize)]
 pub struct ValidateParams {
     #[serde(default)]
     q: String,
@@ -102,5 +121,6 @@ pub fn router(svc: Arc<QueryService>) -> Router {
         .route("/api/v1/entries", get(entries))
         .route("/api/v1/entries/{id}", get(entry))
         .route("/api/v1/kfl/validate", get(validate))
+        .route("/api/v1/values/{tag}", get(values))
         .with_state(svc)
 }

@@ -82,6 +82,9 @@ impl QueryService {
         for udf in kfl::udfs() {
             ctx.register_udf(udf);
         }
+        if let Some(r) = ingest.remote() {
+            ctx.register_object_store(&r.url(), r.object_store());
+        }
         QueryService { ingest, ctx }
     }
 
@@ -124,10 +127,13 @@ impl QueryService {
             }
             to = to.min(cts.saturating_add(1));
         }
-        let snap = self.ingest.snapshot(from, to).await?;
+        let mut snap = self.ingest.snapshot(from, to).await?;
+        let by_tags =
+            crate::prune::prune_by_tags(self.ingest.catalog(), &mut snap, compiled.filter.as_ref())
+                .map_err(wiretrail_ingest::IngestError::from)?;
         let stats = ScanStats {
             files_scanned: snap.files.len(),
-            files_pruned: snap.files_pruned,
+            files_pruned: snap.files_pruned + by_tags,
             buffered_batches: snap.buffered.len(),
         };
         let mut preds: Vec<Expr> = Vec::new();
@@ -189,6 +195,45 @@ impl QueryService {
             next_cursor,
             stats,
         })
+    }
+
+    /// Distinct values of a tag (`protocol`, `node`, `namespace`, `service`) in `[from, to)`,
+    /// from the catalog's per-hour tag index plus the buffer: no file is opened. Hour
+    /// granularity: a value seen in an hour the window touches is listed.
+    pub async fn tag_values(
+        &self,
+        tag: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Vec<String>, QueryError> {
+        let kind = wiretrail_storage::TagKind::parse(tag).ok_or_else(|| {
+            QueryError::BadRequest(format!(
+                "unknown tag {tag:?}: use protocol, node, namespace or service"
+            ))
+        })?;
+        let (from, to) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+        let snap = self.ingest.snapshot(from, to).await?;
+        let mut values = std::collections::BTreeSet::new();
+        if let (Some(lo), Some(hi)) = (
+            snap.files.iter().map(|f| f.min_ts).min(),
+            snap.files.iter().map(|f| f.max_ts).max(),
+        ) {
+            values = self
+                .ingest
+                .catalog()
+                .tag_values(kind, from.max(lo), to.min(hi.saturating_add(1)))
+                .map_err(wiretrail_ingest::IngestError::from)?;
+        }
+        for b in &snap.buffered {
+            let t = wiretrail_storage::batch_tags(b);
+            let (_, v) = t
+                .kinds()
+                .into_iter()
+                .find(|(k, _)| *k == kind)
+                .expect("every kind is listed");
+            values.extend(v.iter().cloned());
+        }
+        Ok(values.into_iter().collect())
     }
 
     /// The full entry (headers, bodies, detail) with this id, if stored.

@@ -26,22 +26,39 @@ use wiretrail_proto::schema::entry_schema;
 /// A snapshot of the store for one query.
 #[derive(Debug)]
 pub struct EntriesTable {
+    /// Local files: (absolute path, size).
     files: Vec<(String, u64)>,
+    /// Files in object storage: (object key, size), read through the store registered under
+    /// `remote_url` (see [`register_remote`]).
+    remote_files: Vec<(String, u64)>,
+    remote_url: Option<ObjectStoreUrl>,
     buffered: Vec<arrow::record_batch::RecordBatch>,
 }
 
 impl EntriesTable {
     pub fn new(snapshot: &Snapshot) -> Self {
-        let files = snapshot
-            .files
+        let (remote, local): (Vec<_>, Vec<_>) = snapshot.files.iter().partition(|f| f.remote);
+        let files = local
             .iter()
             .map(|f| {
                 let path = snapshot.dir.entry_file(&f.path);
                 (path.to_string_lossy().into_owned(), f.bytes)
             })
             .collect();
+        let (remote_files, remote_url) = match &snapshot.remote {
+            Some(r) if !remote.is_empty() => (
+                remote
+                    .iter()
+                    .map(|f| (r.object_path(&f.path).to_string(), f.bytes))
+                    .collect(),
+                ObjectStoreUrl::parse(r.url().as_str()).ok(),
+            ),
+            _ => (Vec::new(), None),
+        };
         EntriesTable {
             files,
+            remote_files,
+            remote_url,
             buffered: snapshot.buffered.clone(),
         }
     }
@@ -74,7 +91,19 @@ impl TableProvider for EntriesTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = entry_schema();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !self.files.is_empty() {
+        let scans = [
+            (&self.files, ObjectStoreUrl::local_filesystem()),
+            (
+                &self.remote_files,
+                self.remote_url
+                    .clone()
+                    .unwrap_or_else(ObjectStoreUrl::local_filesystem),
+            ),
+        ];
+        for (files, store) in scans {
+            if files.is_empty() {
+                continue;
+            }
             let mut source = ParquetSource::new(schema.clone())
                 .with_pushdown_filters(true)
                 .with_reorder_filters(true)
@@ -86,18 +115,16 @@ impl TableProvider for EntriesTable {
             // One group per file up to the number of target partitions, so files are read in
             // parallel.
             let parts = state.config().target_partitions().max(1);
-            let mut groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); parts.min(self.files.len())];
-            for (i, (path, size)) in self.files.iter().enumerate() {
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(files.len())];
+            for (i, (path, size)) in files.iter().enumerate() {
                 let n = groups.len();
                 groups[i % n].push(PartitionedFile::new(path.clone(), *size));
             }
-            let config =
-                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                    .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit)
-                    .build();
+            let config = FileScanConfigBuilder::new(store, Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
             inputs.push(DataSourceExec::from_data_source(config));
         }
         if !self.buffered.is_empty() {

@@ -1,33 +1,59 @@
-//! The RocksDB catalog: which Parquet files exist (time range, rows, bytes) and, per agent, the
-//! last batch sequence number whose rows are in those files.
+//! The RocksDB catalog (DESIGN.md "Storage layout"), one column family per concern:
 //!
-//! A flush registers its file and advances the agent sequence numbers in one synced
-//! `WriteBatch`, so after a crash the catalog either has both or neither; ingest uses the agent
-//! sequence numbers to skip WAL records that already reached Parquet.
+//! - `files`: every Parquet file (time range, rows, bytes, tags, source batches), keyed by
+//!   `(min_ts, file_id)` so a time window is a range scan;
+//! - `agents`: per agent, the last batch sequence number whose rows are in those files;
+//! - `tags`: per hour, `(kind, value) → files` posting keys (node, namespace, service,
+//!   protocol) for pruning and instant "distinct values";
+//! - `rollups`: per-minute service-map counts, summed by a merge operator ([`crate::rollup`]);
+//! - `pins`: time ranges that snapshots keep (retention never drops a pinned hour).
+//!
+//! Every change is one synced `WriteBatch`: a flush registers its files, their tags, their
+//! rollups and the agents' sequence numbers together, so after a crash the catalog has all of
+//! it or none; a compaction swaps inputs for outputs in one batch; retention drops an hour's
+//! files, tags and rollups in one batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use serde::{Deserialize, Serialize};
 
+use crate::facts::{FileTags, TagKind};
+use crate::paths::{hour_start, HOUR_US};
+use crate::rollup::{self, ts_from_key, ts_key, Rollup, RollupKey};
 use crate::{Micros, StorageError};
 
 const CF_FILES: &str = "files";
 const CF_AGENTS: &str = "agents";
+const CF_TAGS: &str = "tags";
+const CF_ROLLUPS: &str = "rollups";
+const CF_PINS: &str = "pins";
 
-/// One Parquet file as the catalog knows it.
+/// One Parquet file as the catalog knows it (also stored in the file's footer and in its
+/// hour's `manifest.json`, which is what `wiretrail index rebuild` reads).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
-    /// Relative to `<data>/entries/`.
+    /// Relative to `<data>/entries/` (and to the bucket prefix when `remote`).
     pub path: String,
+    /// 0 = flush file, 1 = 10-minute compaction, 2 = hour compaction.
     pub level: u8,
     pub file_id: u64,
     pub min_ts: Micros,
     pub max_ts: Micros,
     pub rows: u64,
     pub bytes: u64,
+    #[serde(default)]
+    pub tags: FileTags,
+    /// Agent → (first, last) batch sequence number whose rows are in this file.
+    #[serde(default)]
+    pub sources: BTreeMap<String, (u64, u64)>,
+    /// True once the file lives in object storage instead of the local data dir.
+    #[serde(default)]
+    pub remote: bool,
 }
 
 impl FileMeta {
@@ -35,20 +61,65 @@ impl FileMeta {
     pub fn overlaps(&self, from: Micros, to: Micros) -> bool {
         self.min_ts < to && self.max_ts >= from
     }
+
+    /// Start of the UTC hour the file belongs to (files never span hours).
+    pub fn hour(&self) -> Micros {
+        hour_start(self.min_ts)
+    }
+}
+
+/// A time range a snapshot keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub name: String,
+    pub from: Micros,
+    pub to: Micros,
+    /// What the snapshot was taken with (KFL, nodes, …), recorded for auditors.
+    #[serde(default)]
+    pub query: serde_json::Value,
+    pub created_us: Micros,
 }
 
 pub struct Catalog {
     db: DB,
     path: std::path::PathBuf,
     next_file_id: AtomicU64,
+    /// Held while a manifest is read from the catalog and written, so the last write of an
+    /// hour's manifest always reflects every commit before it.
+    pub(crate) manifest_lock: std::sync::Mutex<()>,
 }
 
 fn file_key(min_ts: Micros, file_id: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
-    // Flip the sign bit so that negative timestamps still sort first.
-    k[..8].copy_from_slice(&((min_ts as u64) ^ (1 << 63)).to_be_bytes());
+    k[..8].copy_from_slice(&ts_key(min_ts));
     k[8..].copy_from_slice(&file_id.to_be_bytes());
     k
+}
+
+fn tag_prefix(hour: Micros, kind: TagKind, value: Option<&str>) -> Vec<u8> {
+    let mut k = ts_key(hour).to_vec();
+    k.push(kind as u8);
+    if let Some(v) = value {
+        k.extend(v.bytes().filter(|b| *b != 0));
+        k.push(0);
+    }
+    k
+}
+
+fn tag_keys(f: &FileMeta) -> impl Iterator<Item = Vec<u8>> + '_ {
+    f.tags.kinds().into_iter().flat_map(move |(kind, values)| {
+        values.iter().map(move |v| {
+            let mut k = tag_prefix(f.hour(), kind, Some(v));
+            k.extend_from_slice(&f.file_id.to_be_bytes());
+            k
+        })
+    })
+}
+
+fn synced() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
 }
 
 impl Catalog {
@@ -63,14 +134,21 @@ impl Catalog {
         // The catalog is small; keep RocksDB's own memory use modest.
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(3);
-        let cfs = [CF_FILES, CF_AGENTS]
-            .into_iter()
-            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let mut rollup_opts = Options::default();
+        rollup_opts.set_merge_operator_associative("wiretrail_rollup", rollup::merge_operator);
+        let cfs = [
+            ColumnFamilyDescriptor::new(CF_FILES, Options::default()),
+            ColumnFamilyDescriptor::new(CF_AGENTS, Options::default()),
+            ColumnFamilyDescriptor::new(CF_TAGS, Options::default()),
+            ColumnFamilyDescriptor::new(CF_ROLLUPS, rollup_opts),
+            ColumnFamilyDescriptor::new(CF_PINS, Options::default()),
+        ];
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(rocks)?;
         let cat = Catalog {
             db,
             path: path.to_path_buf(),
             next_file_id: AtomicU64::new(1),
+            manifest_lock: std::sync::Mutex::new(()),
         };
         let max_id = cat.files()?.iter().map(|f| f.file_id).max().unwrap_or(0);
         cat.next_file_id.store(max_id + 1, Ordering::SeqCst);
@@ -94,16 +172,40 @@ impl Catalog {
         self.next_file_id.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// Registers files and advances agent sequence numbers atomically and durably.
-    pub fn commit_files(
+    /// Makes sure ids handed out later are above `id` (after a rebuild).
+    pub(crate) fn bump_file_id(&self, id: u64) {
+        self.next_file_id.fetch_max(id + 1, Ordering::SeqCst);
+    }
+
+    fn put_file(&self, wb: &mut WriteBatch, f: &FileMeta) {
+        let v = serde_json::to_vec(f).expect("FileMeta serializes");
+        wb.put_cf(self.cf(CF_FILES), file_key(f.min_ts, f.file_id), v);
+        for k in tag_keys(f) {
+            wb.put_cf(self.cf(CF_TAGS), k, []);
+        }
+    }
+
+    fn delete_file(&self, wb: &mut WriteBatch, f: &FileMeta) {
+        wb.delete_cf(self.cf(CF_FILES), file_key(f.min_ts, f.file_id));
+        for k in tag_keys(f) {
+            wb.delete_cf(self.cf(CF_TAGS), k);
+        }
+    }
+
+    /// Registers a flush: its files (with tags), its rollups and the agents' sequence numbers,
+    /// atomically and durably.
+    pub fn commit_flush(
         &self,
         files: &[FileMeta],
         agent_seqs: &BTreeMap<String, u64>,
+        rollups: &HashMap<RollupKey, Rollup>,
     ) -> Result<(), StorageError> {
         let mut wb = WriteBatch::default();
         for f in files {
-            let v = serde_json::to_vec(f).expect("FileMeta serializes");
-            wb.put_cf(self.cf(CF_FILES), file_key(f.min_ts, f.file_id), v);
+            self.put_file(&mut wb, f);
+        }
+        for (k, r) in rollups {
+            wb.merge_cf(self.cf(CF_ROLLUPS), k.encode(), r.encode());
         }
         let current = self.agent_seqs()?;
         for (agent, seq) in agent_seqs {
@@ -111,9 +213,38 @@ impl Catalog {
                 wb.put_cf(self.cf(CF_AGENTS), agent.as_bytes(), seq.to_be_bytes());
             }
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(|e| self.rocks(e))
+        self.db.write_opt(wb, &synced()).map_err(|e| self.rocks(e))
+    }
+
+    /// Replaces `remove` by `add` in one durable step (compaction, upload to object storage).
+    pub fn swap_files(&self, remove: &[FileMeta], add: &[FileMeta]) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        for f in remove {
+            self.delete_file(&mut wb, f);
+        }
+        for f in add {
+            self.put_file(&mut wb, f);
+        }
+        self.db.write_opt(wb, &synced()).map_err(|e| self.rocks(e))
+    }
+
+    /// Drops whole hours: their files, tags and rollups, in one durable step (retention).
+    pub fn drop_hours(&self, hours: &[Micros], files: &[FileMeta]) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        for f in files {
+            self.delete_file(&mut wb, f);
+        }
+        for h in hours {
+            wb.delete_range_cf(self.cf(CF_ROLLUPS), ts_key(*h), ts_key(h + HOUR_US));
+        }
+        self.db.write_opt(wb, &synced()).map_err(|e| self.rocks(e))
+    }
+
+    fn decode_file(k: &[u8], v: &[u8]) -> Result<FileMeta, StorageError> {
+        serde_json::from_slice(v).map_err(|e| StorageError::CorruptCatalog {
+            key: format!("files/{k:02x?}"),
+            reason: e.to_string(),
+        })
     }
 
     /// Every file, oldest first.
@@ -121,37 +252,131 @@ impl Catalog {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_FILES), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
-            let meta: FileMeta =
-                serde_json::from_slice(&v).map_err(|e| StorageError::CorruptCatalog {
-                    key: format!("files/{k:02x?}"),
-                    reason: e.to_string(),
-                })?;
-            out.push(meta);
+            out.push(Self::decode_file(&k, &v)?);
         }
         Ok(out)
     }
 
-    /// Files that may hold rows with `from <= ts < to`.
+    /// Number of files (RocksDB's estimate is not exact, so count keys; the catalog is small).
+    pub fn file_count(&self) -> usize {
+        self.db
+            .iterator_cf(self.cf(CF_FILES), IteratorMode::Start)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        match self
+            .db
+            .iterator_cf(self.cf(CF_FILES), IteratorMode::Start)
+            .next()
+        {
+            None => Ok(true),
+            Some(r) => r.map(|_| false).map_err(|e| self.rocks(e)),
+        }
+    }
+
+    /// Files that may hold rows with `from <= ts < to`. Files never span an hour, so the scan
+    /// starts one hour before `from`.
     pub fn files_overlapping(
         &self,
         from: Micros,
         to: Micros,
     ) -> Result<Vec<FileMeta>, StorageError> {
+        let start = file_key(hour_start(from.max(i64::MIN + HOUR_US)), 0);
         let end = file_key(to, 0);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_FILES), IteratorMode::Start) {
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_FILES), mode) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             if k.as_ref() >= end.as_slice() {
                 break;
             }
-            let meta: FileMeta =
-                serde_json::from_slice(&v).map_err(|e| StorageError::CorruptCatalog {
-                    key: format!("files/{k:02x?}"),
-                    reason: e.to_string(),
-                })?;
+            let meta = Self::decode_file(&k, &v)?;
             if meta.overlaps(from, to) {
                 out.push(meta);
             }
+        }
+        Ok(out)
+    }
+
+    /// Distinct values of a tag over the hours that overlap `[from, to)`.
+    pub fn tag_values(
+        &self,
+        kind: TagKind,
+        from: Micros,
+        to: Micros,
+    ) -> Result<BTreeSet<String>, StorageError> {
+        let mut out = BTreeSet::new();
+        let mut hour = hour_start(from);
+        while hour < to {
+            let prefix = tag_prefix(hour, kind, None);
+            let mode = IteratorMode::From(&prefix, Direction::Forward);
+            for item in self.db.iterator_cf(self.cf(CF_TAGS), mode) {
+                let (k, _) = item.map_err(|e| self.rocks(e))?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let rest = &k[prefix.len()..];
+                if let Some(end) = rest.iter().position(|b| *b == 0) {
+                    out.insert(String::from_utf8_lossy(&rest[..end]).into_owned());
+                }
+            }
+            hour = hour.saturating_add(HOUR_US);
+        }
+        Ok(out)
+    }
+
+    /// Ids of the files in the hours overlapping `[from, to)` that hold any of `values`.
+    pub fn files_with_tag(
+        &self,
+        kind: TagKind,
+        values: &[&str],
+        from: Micros,
+        to: Micros,
+    ) -> Result<BTreeSet<u64>, StorageError> {
+        let mut out = BTreeSet::new();
+        let mut hour = hour_start(from);
+        while hour < to {
+            for v in values {
+                let prefix = tag_prefix(hour, kind, Some(v));
+                let mode = IteratorMode::From(&prefix, Direction::Forward);
+                for item in self.db.iterator_cf(self.cf(CF_TAGS), mode) {
+                    let (k, _) = item.map_err(|e| self.rocks(e))?;
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    if let Ok(id) = <[u8; 8]>::try_from(&k[prefix.len()..]) {
+                        out.insert(u64::from_be_bytes(id));
+                    }
+                }
+            }
+            hour = hour.saturating_add(HOUR_US);
+        }
+        Ok(out)
+    }
+
+    /// Rollups of the minutes in `[from, to)`.
+    pub fn rollups(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let start = ts_key(from);
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_ROLLUPS), mode) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            if ts_from_key(&k).is_none_or(|m| m >= to) {
+                break;
+            }
+            let bad = || StorageError::CorruptCatalog {
+                key: format!("rollups/{k:02x?}"),
+                reason: "undecodable rollup".into(),
+            };
+            out.push((
+                RollupKey::decode(&k).ok_or_else(bad)?,
+                Rollup::decode(&v).ok_or_else(bad)?,
+            ));
         }
         Ok(out)
     }
@@ -173,6 +398,40 @@ impl Catalog {
         }
         Ok(out)
     }
+
+    /// Records (or replaces) a pin.
+    pub fn put_pin(&self, pin: &Pin) -> Result<(), StorageError> {
+        let v = serde_json::to_vec(pin).expect("Pin serializes");
+        self.db
+            .put_cf_opt(self.cf(CF_PINS), pin.name.as_bytes(), v, &synced())
+            .map_err(|e| self.rocks(e))
+    }
+
+    pub fn delete_pin(&self, name: &str) -> Result<bool, StorageError> {
+        let existed = self
+            .db
+            .get_cf(self.cf(CF_PINS), name.as_bytes())
+            .map_err(|e| self.rocks(e))?
+            .is_some();
+        self.db
+            .delete_cf_opt(self.cf(CF_PINS), name.as_bytes(), &synced())
+            .map_err(|e| self.rocks(e))?;
+        Ok(existed)
+    }
+
+    pub fn pins(&self) -> Result<Vec<Pin>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_PINS), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| StorageError::CorruptCatalog {
+                    key: format!("pins/{}", String::from_utf8_lossy(&k)),
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +447,12 @@ mod tests {
             max_ts,
             rows: 1,
             bytes: 1,
+            tags: FileTags {
+                protocol: [format!("p{}", id % 2)].into(),
+                ..Default::default()
+            },
+            sources: BTreeMap::new(),
+            remote: false,
         }
     }
 
@@ -198,10 +463,18 @@ mod tests {
         {
             let cat = Catalog::open(&dir).unwrap();
             let seqs = BTreeMap::from([("a".to_string(), 5u64)]);
-            cat.commit_files(&[meta(100, 200, 1), meta(300, 400, 2)], &seqs)
-                .unwrap();
-            cat.commit_files(&[], &BTreeMap::from([("a".to_string(), 3u64)]))
-                .unwrap();
+            cat.commit_flush(
+                &[meta(100, 200, 1), meta(300, 400, 2)],
+                &seqs,
+                &HashMap::new(),
+            )
+            .unwrap();
+            cat.commit_flush(
+                &[],
+                &BTreeMap::from([("a".to_string(), 3u64)]),
+                &HashMap::new(),
+            )
+            .unwrap();
         }
         let cat = Catalog::open(&dir).unwrap();
         assert_eq!(cat.files().unwrap().len(), 2);
@@ -215,6 +488,18 @@ mod tests {
         assert_eq!(cat.files_overlapping(201, 300).unwrap().len(), 0);
         assert_eq!(cat.files_overlapping(0, 1000).unwrap().len(), 2);
         assert_eq!(cat.next_file_id(), 3);
+        let protos = cat.tag_values(TagKind::Protocol, 0, 1000).unwrap();
+        assert_eq!(protos, ["p0".to_string(), "p1".to_string()].into());
+        assert_eq!(
+            cat.files_with_tag(TagKind::Protocol, &["p0"], 0, 1000)
+                .unwrap(),
+            [2].into()
+        );
+        cat.swap_files(&[meta(300, 400, 2)], &[]).unwrap();
+        assert!(cat
+            .files_with_tag(TagKind::Protocol, &["p0"], 0, 1000)
+            .unwrap()
+            .is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -29,6 +29,32 @@ pub enum StorageError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("corrupt catalog record {key}: {reason}")]
     CorruptCatalog { key: String, reason: String },
+    #[error("object storage configuration: {0}")]
+    RemoteConfig(String),
+    #[error("S3 {op} s3://{bucket}/{key}: {source}")]
+    Remote {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// Kept apart from [`StorageError::Remote`] so tiering can tell "already gone" from failure.
+    #[error("S3 object s3://{bucket}/{key} not found: {source}")]
+    RemoteNotFound {
+        bucket: String,
+        key: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("S3 {op} s3://{bucket}/{key}: expected {expected} bytes, found {actual}")]
+    RemoteSize {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 pub(crate) trait IoContext<T> {

@@ -4,6 +4,8 @@
 //! <data>/LOCK                                   held by the process that owns the directory
 //! <data>/wal/                                   write-ahead log segments (ingest)
 //! <data>/entries/dt=YYYY-MM-DD/hh=HH/<level>-<min_ts>-<file_id>.parquet
+//! <data>/entries/dt=YYYY-MM-DD/hh=HH/manifest.json  the hour's files (for `index rebuild`)
+//! <data>/entries/pins.json                      snapshot pins (mirror of the catalog's)
 //! <data>/index/                                 RocksDB catalog
 //! ```
 //! Hive-style `dt=`/`hh=` folders let DuckDB, Spark and Trino read the same tree.
@@ -63,6 +65,19 @@ pub fn partition(ts: Micros) -> String {
     )
 }
 
+/// `entries/`-relative folder of the hour starting at `hour`.
+pub fn hour_folder(hour: Micros) -> String {
+    partition(hour)
+}
+
+/// Parses `dt=YYYY-MM-DD/hh=HH` back into the start of its hour.
+pub fn parse_partition(dt: &str, hh: &str) -> Option<Micros> {
+    let day = chrono::NaiveDate::parse_from_str(dt.strip_prefix("dt=")?, "%Y-%m-%d").ok()?;
+    let hour: u32 = hh.strip_prefix("hh=")?.parse().ok()?;
+    let t = day.and_hms_opt(hour, 0, 0)?.and_utc();
+    Some(t.timestamp_micros())
+}
+
 /// Catalog path (relative to `entries/`) of a new file.
 pub fn entry_file_name(level: u8, min_ts: Micros, file_id: u64) -> String {
     format!(
@@ -81,6 +96,10 @@ mod tests {
         let ts = 1_795_576_364_269_324;
         assert_eq!(partition(ts), "dt=2026-11-25/hh=03");
         assert_eq!(hour_start(ts) % HOUR_US, 0);
+        assert_eq!(
+            parse_partition("dt=2026-11-25", "hh=03"),
+            Some(hour_start(ts))
+        );
         assert!(entry_file_name(0, ts, 7).starts_with("dt=2026-11-25/hh=03/0-1795576364269324-"));
     }
 }

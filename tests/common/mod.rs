@@ -37,7 +37,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -55,7 +55,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path) -> Server {
-        let (hp, fp) = (free_port(), free_port());
+        Self::start_on(data, free_port(), free_port(), &[])
+    }
+
+    /// `wiretrail up` on given ports with extra options (a restart keeps its ports).
+    pub fn start_on(data: &Path, hp: u16, fp: u16, extra: &[&str]) -> Server {
+        let s = Self::spawn_on(data, hp, fp, extra);
+        s.wait_healthy();
+        s
+    }
+
+    /// Starts without waiting until it answers.
+    pub fn spawn_on(data: &Path, hp: u16, fp: u16, extra: &[&str]) -> Server {
         let child = Command::new(BIN)
             .args(["up", "--no-capture", "--data"])
             .arg(data)
@@ -65,21 +76,26 @@ impl Server {
                 "--flight-listen",
                 &format!("127.0.0.1:{fp}"),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start wiretrail up");
-        let s = Server {
+        Server {
             child,
             http: format!("http://127.0.0.1:{hp}"),
             flight: format!("http://127.0.0.1:{fp}"),
             data: data.to_path_buf(),
-        };
+        }
+    }
+
+    pub fn wait_healthy(&self) {
+        let s = self;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = reqwest::blocking::get(format!("{}/healthz", s.http)) {
                 if r.status().is_success() {
-                    return s;
+                    return;
                 }
             }
             assert!(
@@ -407,4 +423,76 @@ pub fn kafka_requests(name: &str, port: &str) -> usize {
         .filter(|r| r.get("tcp.dstport").map(String::as_str) == Some(port))
         .map(|r| split(r.get("kafka.api_key").map(String::as_str).unwrap_or("")).len())
         .sum()
+}
+
+/// Entries of real captures as Arrow batches: imported into a scratch data dir by the binary
+/// and read back from its Parquet files (the synthetic-but-realistic source of the storage
+/// tests).
+pub fn corpus_batches(names: &[&str]) -> Vec<arrow::record_batch::RecordBatch> {
+    let dir = temp_dir(&format!("corpus-rows-{}", names.join("+")));
+    let data = dir.join("data");
+    let mut args = vec!["--data".to_string(), data.display().to_string()];
+    args.extend(names.iter().map(|n| pcap(n).display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    import(&args);
+    let mut out = Vec::new();
+    for f in parquet_files(&data.join("entries")) {
+        let file = std::fs::File::open(&f).unwrap();
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        out.extend(r.map(|b| b.unwrap()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// Every `.parquet` file under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A copy of `batch` whose timestamps are mapped by `ts` and whose ids are new and unique
+/// (`node`, `seq` make the id; see `EntryId::new`).
+pub fn reshape(
+    batch: &arrow::record_batch::RecordBatch,
+    node: &str,
+    first_seq: u32,
+    ts: impl Fn(i64) -> i64,
+) -> arrow::record_batch::RecordBatch {
+    use arrow::array::{Array, AsArray, FixedSizeBinaryArray, TimestampMicrosecondArray};
+    use arrow::datatypes::TimestampMicrosecondType;
+    use std::sync::Arc;
+    let schema = batch.schema();
+    let old = batch
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let new_ts: Vec<i64> = old.values().iter().map(|t| ts(*t)).collect();
+    let ids: Vec<[u8; 16]> = new_ts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| wiretrail_proto::EntryId::new(*t, node, first_seq + i as u32).0)
+        .collect();
+    let id_arr = FixedSizeBinaryArray::try_from_iter(ids.iter()).unwrap();
+    let ts_arr = TimestampMicrosecondArray::from(new_ts).with_timezone("UTC");
+    let mut cols = batch.columns().to_vec();
+    cols[schema.index_of("id").unwrap()] = Arc::new(id_arr);
+    cols[schema.index_of("ts").unwrap()] = Arc::new(ts_arr);
+    assert_eq!(cols[0].len(), batch.num_rows());
+    arrow::record_batch::RecordBatch::try_new(schema, cols).unwrap()
 }

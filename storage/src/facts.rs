@@ -1,0 +1,237 @@
+//! What the catalog remembers about the rows of a file besides where it is: its tag values
+//! (node, namespace, service, protocol: for pruning and instant "distinct values") and its
+//! per-minute service-map rollups. Both are computed from dictionary keys first and turned into
+//! strings once per distinct group, so a 1M-row flush costs a few hash lookups per row.
+
+use std::collections::{BTreeSet, HashMap};
+
+use arrow::array::{
+    Array, AsArray, DictionaryArray, Int32Array, Int64Array, StringArray, UInt64Array,
+};
+use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use wiretrail_proto::schema::{self, is_error};
+
+use crate::rollup::{Rollup, RollupKey, Side};
+
+/// Distinct tag values of one file. Namespaces and services are those of either side.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileTags {
+    pub node: BTreeSet<String>,
+    pub namespace: BTreeSet<String>,
+    pub service: BTreeSet<String>,
+    pub protocol: BTreeSet<String>,
+}
+
+impl FileTags {
+    /// `(kind, values)` pairs; `kind` is the byte used in the tag index keys.
+    pub fn kinds(&self) -> [(TagKind, &BTreeSet<String>); 4] {
+        [
+            (TagKind::Node, &self.node),
+            (TagKind::Namespace, &self.namespace),
+            (TagKind::Service, &self.service),
+            (TagKind::Protocol, &self.protocol),
+        ]
+    }
+
+    pub fn merge(&mut self, other: &FileTags) {
+        self.node.extend(other.node.iter().cloned());
+        self.namespace.extend(other.namespace.iter().cloned());
+        self.service.extend(other.service.iter().cloned());
+        self.protocol.extend(other.protocol.iter().cloned());
+    }
+}
+
+/// The tag dimensions the catalog indexes per hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TagKind {
+    Node = 1,
+    Namespace = 2,
+    Service = 3,
+    Protocol = 4,
+}
+
+impl TagKind {
+    pub fn parse(s: &str) -> Option<TagKind> {
+        Some(match s {
+            "node" => TagKind::Node,
+            "namespace" => TagKind::Namespace,
+            "service" => TagKind::Service,
+            "protocol" => TagKind::Protocol,
+            _ => return None,
+        })
+    }
+}
+
+fn dict<'a>(batch: &'a RecordBatch, name: &str) -> &'a DictionaryArray<Int32Type> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_dictionary_opt::<Int32Type>())
+        .expect("batches are checked against the entry schema")
+}
+
+fn dict_values(d: &DictionaryArray<Int32Type>) -> &StringArray {
+    d.values().as_string::<i32>()
+}
+
+/// Values of a dictionary column that rows actually reference (a slice keeps the whole
+/// dictionary).
+fn referenced(d: &DictionaryArray<Int32Type>, out: &mut BTreeSet<String>) {
+    let values = dict_values(d);
+    let mut seen = vec![false; values.len()];
+    for k in d.keys().iter().flatten() {
+        if let Some(s) = seen.get_mut(k as usize) {
+            *s = true;
+        }
+    }
+    for (i, s) in seen.into_iter().enumerate() {
+        if s && values.is_valid(i) {
+            out.insert(values.value(i).to_string());
+        }
+    }
+}
+
+/// Tag values of a batch.
+pub fn tags(batch: &RecordBatch) -> FileTags {
+    let mut t = FileTags::default();
+    referenced(dict(batch, schema::NODE), &mut t.node);
+    referenced(dict(batch, schema::PROTOCOL), &mut t.protocol);
+    for side in ["src", "dst"] {
+        referenced(dict(batch, &format!("{side}_namespace")), &mut t.namespace);
+        referenced(dict(batch, &format!("{side}_service")), &mut t.service);
+    }
+    t
+}
+
+const MINUTE_US: i64 = 60_000_000;
+
+/// The columns [`rollups`] reads (enough to recompute rollups from a file).
+pub const ROLLUP_COLUMNS: [&str; 16] = [
+    "ts",
+    "protocol",
+    "src_name",
+    "src_namespace",
+    "src_service",
+    "src_pod",
+    "src_node",
+    "dst_name",
+    "dst_namespace",
+    "dst_service",
+    "dst_pod",
+    "dst_node",
+    "status",
+    "elapsed_us",
+    "request_size",
+    "response_size",
+];
+/// Identity columns that make up a rollup side, in [`Side`] field order.
+const SIDE_ATTRS: [&str; 5] = ["name", "namespace", "service", "pod", "node"];
+
+/// Per-minute service-map rollups of a batch: (minute, protocol, src identity, dst identity) →
+/// count, errors, bytes and a latency sketch.
+pub fn rollups(batch: &RecordBatch) -> HashMap<RollupKey, Rollup> {
+    let ts = batch
+        .column_by_name(schema::TS)
+        .expect("ts")
+        .as_primitive::<TimestampMicrosecondType>();
+    let protocol = dict(batch, schema::PROTOCOL);
+    let sides: Vec<Vec<&DictionaryArray<Int32Type>>> = ["src", "dst"]
+        .iter()
+        .map(|s| {
+            SIDE_ATTRS
+                .iter()
+                .map(|a| dict(batch, &format!("{s}_{a}")))
+                .collect()
+        })
+        .collect();
+    let status = batch
+        .column_by_name(schema::STATUS)
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>())
+        .expect("status");
+    let elapsed = batch
+        .column_by_name(schema::ELAPSED_US)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .expect("elapsed_us");
+    let size = |name| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .expect("sizes")
+    };
+    let (req_size, resp_size) = (size(schema::REQUEST_SIZE), size(schema::RESPONSE_SIZE));
+
+    // Group by dictionary keys; strings are built once per group below.
+    let key_of = |d: &DictionaryArray<Int32Type>, i: usize| -> i32 {
+        let keys: &Int32Array = d.keys();
+        if keys.is_valid(i) {
+            keys.value(i)
+        } else {
+            -1
+        }
+    };
+    let mut groups: HashMap<(i64, [i32; 11]), Rollup> = HashMap::new();
+    let mut error_by_proto: HashMap<(i32, Option<i32>), bool> = HashMap::new();
+    for i in 0..batch.num_rows() {
+        let minute = ts.value(i).div_euclid(MINUTE_US) * MINUTE_US;
+        let mut k = [0i32; 11];
+        k[0] = key_of(protocol, i);
+        for (s, cols) in sides.iter().enumerate() {
+            for (a, c) in cols.iter().enumerate() {
+                k[1 + s * 5 + a] = key_of(c, i);
+            }
+        }
+        let st = status.is_valid(i).then(|| status.value(i));
+        let err = *error_by_proto.entry((k[0], st)).or_insert_with(|| {
+            let p = dict_str(protocol, k[0]).unwrap_or_default();
+            is_error(p, st)
+        });
+        let r = groups.entry((minute, k)).or_default();
+        let lat = elapsed.is_valid(i).then(|| elapsed.value(i));
+        r.add(
+            err,
+            req_size.value(i).saturating_add(resp_size.value(i)),
+            lat,
+        );
+    }
+    let side = |s: usize, k: &[i32; 11]| -> Side {
+        let cols = &sides[s];
+        let get = |a: usize| {
+            dict_str(cols[a], k[1 + s * 5 + a])
+                .unwrap_or_default()
+                .to_string()
+        };
+        Side {
+            name: get(0),
+            namespace: get(1),
+            service: get(2),
+            pod: get(3),
+            node: get(4),
+        }
+    };
+    groups
+        .into_iter()
+        .map(|((minute, k), r)| {
+            let key = RollupKey {
+                minute,
+                protocol: dict_str(protocol, k[0]).unwrap_or_default().to_string(),
+                src: side(0, &k),
+                dst: side(1, &k),
+            };
+            (key, r)
+        })
+        .collect()
+}
+
+fn dict_str(d: &DictionaryArray<Int32Type>, key: i32) -> Option<&str> {
+    let values = dict_values(d);
+    let i = usize::try_from(key).ok()?;
+    (i < values.len() && values.is_valid(i)).then(|| values.value(i))
+}
+
+/// Adds `b` into `a`.
+pub fn merge_rollups(a: &mut HashMap<RollupKey, Rollup>, b: HashMap<RollupKey, Rollup>) {
+    for (k, r) in b {
+        a.entry(k).or_default().merge(&r);
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared fixtures of the storage integration tests.
+
+pub mod moto;
