@@ -222,6 +222,14 @@ async fn time_visible(host: String, id: String, acked: Instant) -> Result<Durati
     }
 }
 
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 #[derive(Default)]
 struct SenderReport {
     rows: u64,
@@ -271,6 +279,8 @@ async fn sender(c: usize, args: Arc<Args>, src: Arc<Source>, t0_us: i64) -> Resu
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Sent>();
     let ack_window = window.clone();
     let acker = tokio::spawn(async move {
+        // Closing the window on failure wakes a sender blocked on it.
+        let _close = CloseOnDrop(ack_window.clone());
         let mut report = SenderReport::default();
         let mut pollers = Vec::new();
         while let Some(sent) = sent_rx.recv().await {
@@ -314,7 +324,16 @@ async fn sender(c: usize, args: Arc<Args>, src: Arc<Source>, t0_us: i64) -> Resu
                 .map(|b| EntryId(b).to_string())
         });
         let msgs = encode(&agent, seq, batch, compression).await?;
-        window.acquire().await?.forget();
+        match window.acquire().await {
+            Ok(p) => p.forget(),
+            // The ack reader stopped: its error says why.
+            Err(_) => {
+                return Err(acker
+                    .await?
+                    .err()
+                    .unwrap_or_else(|| "ack reader stopped".into()))
+            }
+        }
         let at = Instant::now();
         for m in msgs {
             ipc_bytes += (m.data_header.len() + m.data_body.len()) as u64;
