@@ -15,7 +15,7 @@ MIN_MB=${MIN_MB:-200}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}
 mkdir -p "$WORK"
 command -v tshark >/dev/null || { echo "tshark is needed: apt-get install -y tshark" >&2; exit 1; }
-cargo build --release -q -p wiretrail-agent --example dissect
+cargo build --release -q --workspace --all-targets  # same features as ./dev.sh: no second DataFusion build
 DISSECT=$CARGO_TARGET_DIR/release/examples/dissect
 
 DECODE=(-d tcp.port==18080,http -d tcp.port==18081,http -d tcp.port==18084,http -d tcp.port==18085,http

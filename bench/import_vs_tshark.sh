@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 T="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}"
 BIN="$T/release/wiretrail"
-[ -x "$BIN" ] || cargo build --release --bin wiretrail
+[ -x "$BIN" ] || cargo build --release --workspace --all-targets
 command -v tshark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
 C=../shared/corpus/pcaps
 WORK=$(mktemp -d /tmp/wt-bench.XXXXXX)

@@ -24,8 +24,9 @@ BATCH_ROWS=${BATCH_ROWS:-8192}
 C=../shared/corpus/pcaps
 [ -d "$C" ] || C=/work/shared/corpus/pcaps
 
-cargo build --release --bin wiretrail
-cargo build --release -p wiretrail-ingest --example ingest_bench
+# The same build as ./dev.sh (whole workspace, all targets): building one package or one binary
+# resolves dependency features differently and recompiles DataFusion.
+cargo build --release --workspace --all-targets
 python3 -c 'import duckdb' || { echo "python3 -c 'import duckdb' failed: pip install duckdb" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/wt-ingest-bench.XXXXXX)

@@ -117,7 +117,7 @@ fn sigkill_during_ingest_loses_nothing_acked() {
         server.kill();
         server = Server::spawn_on(&data, hp, fp, &opts);
         // Sometimes kill again before it is even healthy (mid-replay / mid-repair).
-        if rand(&mut seed) % 4 == 0 {
+        if rand(&mut seed).is_multiple_of(4) {
             std::thread::sleep(Duration::from_millis(rand(&mut seed) % 200));
             server.kill();
             server = Server::spawn_on(&data, hp, fp, &opts);

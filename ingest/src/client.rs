@@ -517,20 +517,21 @@ impl IngestClient {
         let mut last_progress = Instant::now();
         let mut acked = self.stats.acked_batches;
         loop {
-            if self.config.spool_dir.is_some() && !self.spooled.is_empty() {
-                if !self.try_online(true).await? {
-                    if last_progress.elapsed() >= self.config.give_up_after {
-                        return Err(IngestError::Unavailable(format!(
-                            "ingest unreachable for {:?}; {} batches stay spooled in {} and are sent by the next run with the same spool",
-                            self.config.give_up_after,
-                            self.spooled.len(),
-                            self.config.spool_dir.as_deref().unwrap_or(Path::new("")).display()
-                        )));
-                    }
-                    let wait = self.retry_at.map_or(Duration::from_millis(200), |(_, d)| d);
-                    tokio::time::sleep(wait).await;
-                    continue;
+            if self.config.spool_dir.is_some()
+                && !self.spooled.is_empty()
+                && !self.try_online(true).await?
+            {
+                if last_progress.elapsed() >= self.config.give_up_after {
+                    return Err(IngestError::Unavailable(format!(
+                        "ingest unreachable for {:?}; {} batches stay spooled in {} and are sent by the next run with the same spool",
+                        self.config.give_up_after,
+                        self.spooled.len(),
+                        self.config.spool_dir.as_deref().unwrap_or(Path::new("")).display()
+                    )));
                 }
+                let wait = self.retry_at.map_or(Duration::from_millis(200), |(_, d)| d);
+                tokio::time::sleep(wait).await;
+                continue;
             }
             if self.unacked.is_empty() && self.spooled.is_empty() {
                 self.save_state()?;

@@ -210,10 +210,7 @@ async fn backpressure_refuses_when_over_the_memory_limit_and_the_sender_retries(
     ingest.append("a", 1, batch(ts0, 2000)).await.unwrap();
     assert!(ingest.buffered_rows().await == 2000);
     // Over twice the limit and no flusher running: refused, with the reason.
-    let err = ingest
-        .append("a", 2, batch(ts0 + 1, 10))
-        .await
-        .unwrap_err();
+    let err = ingest.append("a", 2, batch(ts0 + 1, 10)).await.unwrap_err();
     assert!(matches!(err, IngestError::Busy { .. }), "{err}");
     let status = tonic::Status::from(err);
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);

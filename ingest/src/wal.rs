@@ -3,7 +3,8 @@
 //! One OS thread owns the open segment. Appends queue up while an fsync runs and are then
 //! written and synced together (group commit), so the cost of an fsync is shared by every
 //! batch that arrived during the previous one. Record layout:
-//! `[u32 len][u32 crc32(payload)][payload]`, payload = `[u16 agent len][agent][u64 seq][Arrow IPC stream]`.
+//! `[u32 len][u32 crc32(payload)][payload]`, payload = `[u16 agent len][agent][u64 seq][Arrow IPC
+//! stream, LZ4-compressed buffers]`.
 //! Replay stops at the first record that is short or fails its checksum (a torn tail from a
 //! crash mid-write), truncates it away and counts it.
 
@@ -16,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::ipc::CompressionType;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
 
@@ -101,7 +103,11 @@ pub fn encode(agent: &str, seq: u64, batch: &RecordBatch) -> Result<Vec<u8>, Ing
     payload.extend_from_slice(&agent_len.to_le_bytes());
     payload.extend_from_slice(agent_bytes);
     payload.extend_from_slice(&seq.to_le_bytes());
-    let mut w = StreamWriter::try_new(&mut payload, &batch.schema())?;
+    // LZ4: the WAL's write bandwidth, not CPU, bounded ingest with bodies (bench/RESULTS.md);
+    // compressed records are ~3× smaller and LZ4 costs less than the bytes it saves.
+    let options =
+        IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let mut w = StreamWriter::try_new_with_options(&mut payload, &batch.schema(), options)?;
     w.write(batch)?;
     w.finish()?;
     drop(w);
