@@ -186,7 +186,7 @@ fn sigkill_during_ingest_loses_nothing_acked() {
     let listed: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
     assert_eq!(on_disk, listed, "files on disk = files in the catalog");
     let mut in_manifests = BTreeSet::new();
-    for m in walk(&data.join("entries"), "manifest.json") {
+    for m in files_under(&data.join("entries"), |p| p.ends_with("manifest.json")) {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
         for f in v["files"].as_array().unwrap() {
             in_manifests.insert(f["path"].as_str().unwrap().to_string());
@@ -195,22 +195,6 @@ fn sigkill_during_ingest_loses_nothing_acked() {
     assert_eq!(in_manifests, listed, "manifests = catalog");
     drop(catalog);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn walk(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == name) {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]

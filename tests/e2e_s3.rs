@@ -59,18 +59,7 @@ async fn hours_move_to_s3_and_stay_queryable() {
     remote.check().await.unwrap();
 
     let source = corpus_batches(&["cluster_mix.pcap"]);
-    let t0 = source
-        .iter()
-        .map(|b| {
-            let ts = b.column_by_name("ts").unwrap();
-            let ts = ts
-                .as_any()
-                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-                .unwrap();
-            *ts.values().iter().min().unwrap()
-        })
-        .min()
-        .unwrap();
+    let t0 = min_ts(&source);
     let dir = temp_dir("s3");
     let mut config = IngestConfig {
         remote: Some(remote.clone()),

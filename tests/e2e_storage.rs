@@ -74,18 +74,7 @@ async fn compaction_retention_pins_and_index_rebuild() {
     }
     let source: Vec<RecordBatch> =
         corpus_batches(&["cluster_mix.pcap", "http1_keepalive.pcap", "dns_udp.pcap"]);
-    let t0 = source
-        .iter()
-        .flat_map(|b| {
-            let ts = b.column_by_name("ts").unwrap();
-            let ts = ts
-                .as_any()
-                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-                .unwrap();
-            ts.values().to_vec()
-        })
-        .min()
-        .unwrap();
+    let t0 = min_ts(&source);
     let per_copy: usize = source.iter().map(|b| b.num_rows()).sum();
     assert!(per_copy > 500, "{per_copy} source entries");
 

@@ -450,6 +450,11 @@ pub fn corpus_batches(names: &[&str]) -> Vec<arrow::record_batch::RecordBatch> {
 
 /// Every `.parquet` file under `dir`, sorted.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir, |p| p.extension().is_some_and(|x| x == "parquet"))
+}
+
+/// Every file under `dir` that `keep` accepts, sorted.
+pub fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -457,13 +462,31 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
+            } else if keep(&p) {
                 out.push(p);
             }
         }
     }
     out.sort();
     out
+}
+
+/// Earliest `ts` of some entry batches.
+pub fn min_ts(batches: &[arrow::record_batch::RecordBatch]) -> i64 {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let ts = b.column_by_name("ts").unwrap();
+            ts.as_primitive::<TimestampMicrosecondType>()
+                .values()
+                .iter()
+                .copied()
+                .min()
+        })
+        .min()
+        .expect("some entries")
 }
 
 /// A copy of `batch` whose timestamps are mapped by `ts` and whose ids are new and unique
