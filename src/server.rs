@@ -30,6 +30,10 @@ pub struct UpArgs {
     /// Write buffered entries to Parquet at least this often (seconds).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     flush_interval: u64,
+    /// A KFL macro, e.g. `--kfl-macro 'slow=elapsedTime > 1000'` (repeatable; `https` is
+    /// predefined as `tls and (http or http2)`).
+    #[arg(long = "kfl-macro", value_name = "NAME=EXPR", value_parser = wiretrail_query::kfl::parse_macro)]
+    kfl_macros: Vec<(String, String)>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -155,7 +159,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     tokio::spawn(ingest.clone().run_flusher());
     tokio::spawn(ingest.clone().run_maintenance());
     let flight = serve_flight(ingest.clone(), a.flight_listen).await?;
-    let query = Arc::new(QueryService::new(ingest.clone()));
+    let query = Arc::new(QueryService::new(ingest.clone()).with_macros(a.kfl_macros.clone()));
     let listener = TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", a.listen))?;

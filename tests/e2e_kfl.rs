@@ -8,6 +8,15 @@ use std::collections::BTreeMap;
 use common::*;
 use serde_json::Value;
 
+/// `.*/api/v[0-9]+/.*` written out, so the expected count does not reuse the regex engine.
+fn regex_lite(uri: &str) -> bool {
+    uri.match_indices("/api/v").any(|(i, m)| {
+        let rest = &uri[i + m.len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with('/')
+    })
+}
+
 struct Truth {
     http: Vec<HttpReq>,
     dns: Vec<DnsQuery>,
@@ -122,6 +131,24 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and (dns or response.status == 201) and !(src.name == \"frontend-7c9d5b8f6-m8v4d\")",
             d(&|q| t.name(&q.src) != "frontend-7c9d5b8f6-m8v4d") + h(&|r| status(r) == 201 && t.name(&r.src) != "frontend-7c9d5b8f6-m8v4d")),
         ("limit(7) and http", 7),
+        // Reference §1.10 examples that our data answers (restricted to the cluster capture).
+        ("node.name == \"node-a\" and http and response.status == r\"4.*\"", h(&|r| r.status.is_some_and(|s| s.to_string().contains('4')))),
+        ("http and (response.status==500)", h(&|r| status(r) == 500) + lab_http.iter().filter(|r| r.status == Some(500)).count()),
+        ("node.name == \"node-a\" and !dns and !tcp", t.http.len() + redis.len() + kafka),
+        ("node.name == \"node-a\" and !dns and !tcp and !udp and !icmp", t.http.len() + redis.len() + kafka),
+        ("node.name == \"node-a\" and http and !error", h(&|r| r.status.is_none_or(|s| s < 500))),
+        ("node.name == \"node-a\" and http and (response.status > 400 or error or icmp or tcp)", h(&|r| status(r) > 400)),
+        ("gql and (src.name == \"my-pod-name\" or dst.name == \"my-pod-name\")", 0),
+        ("request.headers[\"Authorization\"] == r\"Token.*\" and src.ip != \"192.168.49.2\"", h(&|r| r.authorization.contains("Token"))),
+        ("dns && \"payments\" in dns_questions", d(&|q| q.name == "payments")),
+        ("node.name == \"node-a\" and dns && dns_response && status_code != 0", d(&|q| q.rcode.is_some_and(|c| c != 0))),
+        ("node.name == \"node-a\" and http && url.matches(\".*/api/v[0-9]+/.*\")", h(&|r| regex_lite(&r.uri))),
+        ("node.name == \"node-a\" and http && \"authorization\" in request.headers", h(&|r| !r.authorization.is_empty())),
+        ("node.name == \"node-a\" and http && elapsed_time > 300000", h(&|r| ms(r) > 300.0)),
+        ("node.name == \"node-a\" and tls and (http or http2)", 0),
+        ("node.name == \"node-a\" and https", 0),
+        ("node.name == \"node-a\" && \"shop\" in namespaces && http", h(&|r| t.ns(&r.src) == Some("shop") || t.ns(&r.dst) == Some("shop"))),
+        ("node.name == \"node-a\" and request.pathSegments[0] == \"api\"", h(&|r| r.uri.starts_with("/api/") || r.uri == "/api")),
     ];
     assert!(cases.len() >= 30);
     let mut failures = Vec::new();
@@ -158,6 +185,76 @@ fn kfl_queries_match_independent_counts() {
     }
     let (status, v) = server.get("/api/v1/kfl/validate?q=http");
     assert_eq!((status, v["ok"].as_bool()), (200, Some(true)));
+
+    // Hostile or odd queries: a 400 with a position, or a 200; never a 5xx.
+    let long_or = "dns or ".repeat(9_000) + "http";
+    let deep = format!("{}http{}", "(".repeat(5_000), ")".repeat(5_000));
+    for q in [
+        "http and",
+        "((((",
+        "))))",
+        "\"unterminated",
+        "r\"(\"",
+        "request.path.matches(\"[\")",
+        "response.body.json()..x == 1",
+        "request.headers[\"x\"].json().a == 1",
+        "response.body.xml().a.b.* == \"x\"",
+        "size(request.pathSegments) > 1",
+        "kafka_api_key_name == \"x\"",
+        "namespaces == \"shop\"",
+        "map_get(request.headers, \"a\", \"b\") == \"b\"",
+        "request.cookies[\"a\"] == request.queryString[\"b\"]",
+        "timestamp > years(99999999999)",
+        "timestamp > now() - duration(\"999999999999h\")",
+        "response.status == 99999999999",
+        "response.status > 1e400",
+        "\u{0}",
+        "http ? dns : redis",
+        "!(!(!(http)))",
+        "request.payload..name.contains(response.payload..name)",
+        "response.body.json()[999999999999]",
+        "response.body.json()[-1] == 1",
+        "elapsed_time / 0",
+        "request.path == request.method",
+        "src.port == src.ip",
+        "redact(\"..password\") and http",
+        "limit(99999999999999) and http",
+        "size(response.answers.*.data) >= 1",
+        "\"x\" in request.args",
+        "1 in [1, 2]",
+        &long_or,
+        &deep,
+        "é",
+        "http && ||",
+        "response.status in []",
+    ] {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/entries", server.http))
+            .query(&[("kfl", q), ("limit", "5")])
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        assert!(matches!(code, 200 | 400 | 414), "{q:.80}: {code} {v}");
+        if code == 400 {
+            assert!(
+                v["error"]["position"].is_u64() || v["error"]["message"].is_string(),
+                "{q:.80}: {v}"
+            );
+        }
+    }
+
+    // redact(): the filter is unchanged, the named fields are masked in what comes back.
+    let (status, v) = server.get("/api/v1/entries?limit=5&kfl=redact(%22request.path%22%2C%20%22src.name%22)%20and%20http%20and%20node.name%20%3D%3D%20%22node-a%22");
+    assert_eq!(status, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    for e in entries {
+        assert_eq!(e["path"], "[REDACTED]", "{e}");
+        assert_eq!(e["src"]["name"], "[REDACTED]", "{e}");
+        assert_eq!(e["protocol"], "http");
+        assert_ne!(e["dst"]["name"], "[REDACTED]");
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -89,9 +89,12 @@ pub struct ValidateParams {
     q: String,
 }
 
-async fn validate(Query(p): Query<ValidateParams>) -> impl IntoResponse {
-    match kfl::validate(&p.q) {
-        Ok(()) => (StatusCode::OK, Json(json!({"ok": true}))),
+async fn validate(
+    State(svc): State<Arc<QueryService>>,
+    Query(p): Query<ValidateParams>,
+) -> impl IntoResponse {
+    match kfl::compile(&p.q, &svc.kfl_options()) {
+        Ok(_) => (StatusCode::OK, Json(json!({"ok": true}))),
         Err(e) => (
             StatusCode::BAD_REQUEST,
             Json(json!({"ok": false, "error": QueryError::Kfl(e).body()})),

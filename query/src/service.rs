@@ -48,6 +48,8 @@ pub struct EntriesPage {
 pub struct QueryService {
     ingest: Arc<Ingest>,
     ctx: SessionContext,
+    /// KFL user macros (`--kfl-macro`), on top of the defaults.
+    macros: Vec<(String, String)>,
 }
 
 fn ts_lit(us: i64) -> Expr {
@@ -85,7 +87,28 @@ impl QueryService {
         if let Some(r) = ingest.remote() {
             ctx.register_object_store(&r.url(), r.object_store());
         }
-        QueryService { ingest, ctx }
+        QueryService {
+            ingest,
+            ctx,
+            macros: kfl::default_macros(),
+        }
+    }
+
+    /// Adds KFL user macros (`NAME`, `EXPR`); a name given twice keeps the last definition.
+    pub fn with_macros(mut self, macros: Vec<(String, String)>) -> Self {
+        for (name, body) in macros {
+            self.macros.retain(|(n, _)| *n != name);
+            self.macros.push((name, body));
+        }
+        self
+    }
+
+    /// KFL options for a query compiled now.
+    pub fn kfl_options(&self) -> KflOptions {
+        KflOptions {
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            macros: self.macros.clone(),
+        }
     }
 
     pub fn ingest(&self) -> &Arc<Ingest> {
@@ -94,8 +117,7 @@ impl QueryService {
 
     /// Newest first, by (ts, id).
     pub async fn entries(&self, req: &EntriesRequest) -> Result<EntriesPage, QueryError> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let compiled = kfl::compile(&req.kfl, &KflOptions { now_ms })?;
+        let compiled = kfl::compile(&req.kfl, &self.kfl_options())?;
         let mut limit = req.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
             return Err(QueryError::BadRequest(format!(
@@ -183,6 +205,7 @@ impl QueryService {
                 entries.push(v);
             }
         }
+        kfl::redact_entries(&mut entries, &compiled.redact);
         let more =
             batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit && kfl_cap.is_none();
         let next_cursor = if more {

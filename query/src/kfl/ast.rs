@@ -5,9 +5,8 @@
 //! then neither builds a deep tree that recursion (or `Drop`) could overflow on, nor a deep
 //! DataFusion `Expr` (the compiler joins the operands as a balanced tree).
 //!
-//! Room for what comes later: `json()`/`xml()` are [`Node::Call`]s whose result a further
-//! path continues from, `in` already exists, a ternary would be one more variant, and
-//! `redact()` a top-level call like `limit()`.
+//! `json()`/`xml()` inside a selector are [`Seg::Decode`] steps, so a path continues after them
+//! (`response.body.json().items[0].name`); `..name` is [`Seg::Recursive`].
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
@@ -26,6 +25,16 @@ pub enum Seg {
     Index(i64),
     Key(String),
     Wildcard,
+    /// `..name`: every value under this key at any depth.
+    Recursive(String),
+    /// `json()` / `xml()`: decode the text value and continue inside it.
+    Decode(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +45,14 @@ pub enum Node {
     And(Vec<Node>),
     Not(Box<Node>, usize),
     Cmp(CmpOp, Box<Node>, Box<Node>, usize),
-    In(Box<Node>, Vec<Node>, usize),
+    /// `x in [a, b]`, `x in list_field`, `"key" in map_field`.
+    In(Box<Node>, Box<Node>, usize),
+    /// `[a, b, …]`, only on the right of `in`.
+    List(Vec<Node>, usize),
+    /// `cond ? a : b`.
+    Ternary(Box<Node>, Box<Node>, Box<Node>, usize),
+    /// `a + b`, `a - b` (time arithmetic such as `now() - duration("5m")`).
+    Arith(ArithOp, Box<Node>, Box<Node>, usize),
     Int(i64, usize),
     Float(f64, usize),
     Str(String, usize),
@@ -61,6 +77,9 @@ impl Node {
             Node::Not(_, p)
             | Node::Cmp(_, _, _, p)
             | Node::In(_, _, p)
+            | Node::List(_, p)
+            | Node::Ternary(_, _, _, p)
+            | Node::Arith(_, _, _, p)
             | Node::Int(_, p)
             | Node::Float(_, p)
             | Node::Str(_, p)
@@ -88,6 +107,15 @@ pub fn path_string(segs: &[Seg]) -> String {
             Seg::Index(n) => s.push_str(&format!("[{n}]")),
             Seg::Key(k) => s.push_str(&format!("[{k:?}]")),
             Seg::Wildcard => s.push_str(".*"),
+            Seg::Recursive(n) => {
+                s.push_str("..");
+                s.push_str(n);
+            }
+            Seg::Decode(d) => {
+                s.push('.');
+                s.push_str(d);
+                s.push_str("()");
+            }
         }
     }
     s

@@ -1,14 +1,30 @@
 //! KFL selectors → entry columns. v1 names (`response.status`, `src.name`) and KFL2 flat
-//! names (`status_code`, `dst.pod.namespace`) resolve to the same promoted columns.
+//! names (`status_code`, `dst.pod.namespace`) resolve to the same promoted columns; other
+//! `request.…`/`response.…` paths read the protocol-detail JSON, and `response.body.json()…`,
+//! `request.queryString["x"]`, `request.cookies["x"]` read a document made from a column.
 
 use wiretrail_proto::schema as sc;
 
 use super::ast::{path_string, Seg};
+use super::jsonpath::Step;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Str,
     Int,
+}
+
+/// The text a JSON selector starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc {
+    /// The `request` / `response` protocol-detail JSON column.
+    Detail { response: bool },
+    /// The `request_body` / `response_body` column.
+    Body { response: bool },
+    /// The `path` column (query string, path segments).
+    Path,
+    /// A header value (cookies).
+    Header { response: bool, name: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,12 +34,42 @@ pub enum Field {
         kind: Kind,
         nullable: bool,
     },
+    /// A column that only means something for one protocol (KFL2 `grpc_status`,
+    /// `redis_key` …): NULL on other entries.
+    Scoped {
+        protocol: &'static str,
+        name: &'static str,
+        kind: Kind,
+    },
     /// A header value by case-insensitive name.
     Header { response: bool, name: String },
+    /// The whole headers map, for `"k" in request.headers` and `map_get()`.
+    Headers { response: bool },
     /// `ts`, compared with epoch milliseconds, RFC 3339 or datetime().
     Timestamp,
     /// `elapsed_us` in milliseconds.
     ElapsedMs,
+    /// Size of a body in bytes (0 without one).
+    BodySize { response: bool },
+    /// Kafka API names in KFL2 spelling (`PRODUCE`, `API_VERSIONS`) against ours (`Produce`,
+    /// `ApiVersions`): both sides are compared uppercased without `_`.
+    KafkaApiName,
+    /// A path into a document.
+    Json { doc: Doc, steps: Vec<Step> },
+    /// Either side's column (`namespaces`, `pods`, `services`, v1 `namespace`): a comparison
+    /// holds when it holds for one of them.
+    AnyOf(&'static [&'static str]),
+    /// A v1 name wiretrail does not record (`node.ip`, `worker`): always missing.
+    Absent,
+    /// A KFL2 variable wiretrail does not record: its KFL2 default (`""`, `0`, `{}`).
+    Default(Fallback),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    Str,
+    Int,
+    Map,
 }
 
 /// Protocol macros: whole identifiers only, so `request.httpVersion` is never rewritten.
@@ -37,9 +83,288 @@ pub const MACROS: &[(&str, &str)] = &[
     ("kafka", "kafka"),
     ("amqp", "amqp"),
     ("dns", "dns"),
-    ("tls", "tls"),
     ("postgres", "postgres"),
+    ("postgresql", "postgres"),
+    // Entries of bare L4 connections: wiretrail does not record them, so these match nothing
+    // (and the historic default filter `!dns and !tcp and !udp` keeps every L7 entry).
+    ("tcp", "tcp"),
+    ("udp", "udp"),
+    ("icmp", "icmp"),
+    ("sctp", "sctp"),
+    // KFL2 names for DNS messages: every DNS entry is a request; `dns_response` is computed.
+    ("dns_request", "dns"),
 ];
+
+/// KFL2 protocol flags and L4 tracking flags of protocols wiretrail does not dissect or
+/// record: always false, as KFL2 defaults a missing boolean.
+pub const FALSE_FLAGS: &[&str] = &[
+    "ws", "ldap", "radius", "diameter", "mongodb", "mysql", "conn", "flow", "tcp_conn", "udp_conn",
+    "tcp_flow", "udp_flow", "gqlv1", "gqlv2", "has_pcap",
+];
+
+/// KFL2 variables wiretrail does not record, with the type of their default.
+const DEFAULTS: &[(&str, Fallback)] = &[
+    ("src.dns", Fallback::Str),
+    ("dst.dns", Fallback::Str),
+    ("local_labels", Fallback::Map),
+    ("remote_labels", Fallback::Map),
+    ("local_annotations", Fallback::Map),
+    ("remote_annotations", Fallback::Map),
+    ("local_process_name", Fallback::Str),
+    ("remote_process_name", Fallback::Str),
+    ("local_resolution_status", Fallback::Str),
+    ("remote_resolution_status", Fallback::Str),
+    ("local_node_name", Fallback::Str),
+    ("remote_node_name", Fallback::Str),
+    ("dns_resolutions", Fallback::Map),
+    ("capture_source", Fallback::Str),
+    ("capture_backend", Fallback::Str),
+    ("capture_source_code", Fallback::Int),
+    ("node_id", Fallback::Str),
+    ("conn_id", Fallback::Str),
+    ("flow_id", Fallback::Str),
+    ("conn_state", Fallback::Str),
+    ("conn_local_pkts", Fallback::Int),
+    ("conn_remote_pkts", Fallback::Int),
+    ("conn_local_bytes", Fallback::Int),
+    ("conn_remote_bytes", Fallback::Int),
+    ("conn_l7_detected", Fallback::Str),
+    ("conn_group_id", Fallback::Int),
+    ("flow_state", Fallback::Str),
+    ("flow_local_pkts", Fallback::Int),
+    ("flow_remote_pkts", Fallback::Int),
+    ("flow_local_bytes", Fallback::Int),
+    ("flow_remote_bytes", Fallback::Int),
+    ("flow_local_pps", Fallback::Int),
+    ("flow_remote_pps", Fallback::Int),
+    ("flow_local_bps", Fallback::Int),
+    ("flow_remote_bps", Fallback::Int),
+    ("tcp_method", Fallback::Str),
+    ("tcp_payload", Fallback::Str),
+    ("tcp_error_type", Fallback::Str),
+    ("tcp_error_message", Fallback::Str),
+    ("udp_length", Fallback::Int),
+    ("udp_checksum", Fallback::Int),
+    ("udp_payload", Fallback::Str),
+    ("icmp_type", Fallback::Str),
+    ("icmp_version", Fallback::Int),
+    ("icmp_length", Fallback::Int),
+    ("ws_opcode", Fallback::Str),
+    ("tls_summary", Fallback::Str),
+    ("tls_info", Fallback::Str),
+];
+
+/// v1 entry fields wiretrail does not record: always missing (comparisons are false).
+const ABSENT: &[&str] = &[
+    "node.ip", "node_ip", "worker", "stream", "index", "outgoing", "passed", "failed",
+];
+
+/// Keys our dissectors write at the top of the request/response detail, plus v1 detail
+/// names; a `request.X` path with X close to a promoted name (a typo such as
+/// `response.stauts`) is refused with a suggestion unless X is one of these.
+const DETAIL_KEYS: &[&str] = &[
+    "version",
+    "target",
+    "upgrade",
+    "chunked",
+    "content_encoding",
+    "trailers",
+    "body_decode_error",
+    "incomplete",
+    "graphql",
+    "tls",
+    "stream",
+    "pushed",
+    "authority",
+    "grpc",
+    "http_status",
+    "duration_us",
+    "interim",
+    "reset",
+    "goaway",
+    "data_frames",
+    "id",
+    "opcode",
+    "questions",
+    "flags",
+    "transport",
+    "rcode",
+    "rcode_name",
+    "truncated",
+    "authoritative",
+    "answers",
+    "authorities",
+    "additionals",
+    "command",
+    "args",
+    "argc",
+    "type",
+    "value",
+    "api_key",
+    "api_version",
+    "correlation_id",
+    "client_id",
+    "topics",
+    "group",
+    "acks",
+    "error_code",
+    "throttle_ms",
+    "sender",
+    "channel",
+    "class",
+    "properties",
+    "body_size",
+    "queue",
+    "exchange",
+    "routing_key",
+    "sni",
+    "alpn",
+    "parameters",
+    "error",
+    "columns",
+    "rows",
+    "command_tags",
+    "keyword",
+    "query",
+    "params",
+    "payload",
+];
+
+/// v1 document roots: (path, document, steps that start it).
+fn doc_roots() -> Vec<(&'static str, Doc, Vec<Step>)> {
+    let j = || Step::Decode("json".into());
+    let detail = |response| Doc::Detail { response };
+    vec![
+        ("response.body", Doc::Body { response: true }, vec![]),
+        (
+            "response.content.text",
+            Doc::Body { response: true },
+            vec![],
+        ),
+        ("request.body", Doc::Body { response: false }, vec![]),
+        (
+            "request.postData.text",
+            Doc::Body { response: false },
+            vec![],
+        ),
+        (
+            "request.postData.params",
+            Doc::Body { response: false },
+            vec![Step::Decode("form".into())],
+        ),
+        (
+            "request.queryString",
+            Doc::Path,
+            vec![Step::Decode("query".into())],
+        ),
+        (
+            "request.pathSegments",
+            Doc::Path,
+            vec![Step::Decode("segments".into())],
+        ),
+        (
+            "query_string",
+            Doc::Path,
+            vec![Step::Decode("querytext".into())],
+        ),
+        (
+            "request.cookies",
+            Doc::Header {
+                response: false,
+                name: "cookie".into(),
+            },
+            vec![Step::Decode("cookies".into())],
+        ),
+        (
+            "response.cookies",
+            Doc::Header {
+                response: true,
+                name: "set-cookie".into(),
+            },
+            vec![Step::Decode("setcookie".into())],
+        ),
+        (
+            "request.httpVersion",
+            detail(false),
+            vec![j(), Step::Field("version".into())],
+        ),
+        (
+            "http_version",
+            detail(false),
+            vec![j(), Step::Field("version".into())],
+        ),
+        (
+            "response.httpVersion",
+            detail(true),
+            vec![j(), Step::Field("version".into())],
+        ),
+        (
+            "request.opCode",
+            detail(false),
+            vec![j(), Step::Field("opcode".into())],
+        ),
+        (
+            "request.clientID",
+            detail(false),
+            vec![j(), Step::Field("client_id".into())],
+        ),
+        (
+            "kafka_client_id",
+            detail(false),
+            vec![j(), Step::Field("client_id".into())],
+        ),
+        (
+            "kafka_api_key",
+            detail(false),
+            vec![j(), Step::Field("api_key".into())],
+        ),
+        (
+            "request.routingKey",
+            detail(false),
+            vec![j(), Step::Field("routing_key".into())],
+        ),
+        (
+            "request.value",
+            detail(false),
+            vec![j(), Step::Field("args".into()), Step::Index(1)],
+        ),
+        (
+            "response.payload.errorCode",
+            detail(true),
+            vec![j(), Step::Field("error_code".into())],
+        ),
+        ("request.payload", detail(false), vec![j()]),
+        ("response.payload", detail(true), vec![j()]),
+        (
+            "dns_answers",
+            detail(true),
+            vec![
+                j(),
+                Step::Field("answers".into()),
+                Step::Wildcard,
+                Step::Field("data".into()),
+            ],
+        ),
+        (
+            "dns_questions",
+            detail(false),
+            vec![
+                j(),
+                Step::Field("questions".into()),
+                Step::Wildcard,
+                Step::Field("name".into()),
+                Step::Decode("dnsname".into()),
+            ],
+        ),
+    ]
+}
+const fn scoped(protocol: &'static str, name: &'static str, kind: Kind) -> Field {
+    Field::Scoped {
+        protocol,
+        name,
+        kind,
+    }
+}
 
 const fn col(name: &'static str, kind: Kind, nullable: bool) -> Field {
     Field::Column {
@@ -58,7 +383,12 @@ const NAMES: &[(&[&str], Field)] = &[
         col(sc::PROTOCOL, Kind::Str, false),
     ),
     (
-        &["request.method", "method"],
+        &[
+            "request.method",
+            "method",
+            "request.command",
+            "request.apiKeyName",
+        ],
         col(sc::METHOD, Kind::Str, true),
     ),
     (
@@ -67,6 +397,8 @@ const NAMES: &[(&[&str], Field)] = &[
             "path",
             "request.url",
             "url",
+            "request.targetUri",
+            "request.key",
             "request.questions[0].name",
             "dns_question",
         ],
@@ -93,9 +425,50 @@ const NAMES: &[(&[&str], Field)] = &[
         col(sc::NODE, Kind::Str, false),
     ),
     (&["capture"], col(sc::CAPTURE, Kind::Str, false)),
-    (&["elapsed_us"], col(sc::ELAPSED_US, Kind::Int, true)),
+    (
+        &["elapsed_us", "elapsed_time"],
+        col(sc::ELAPSED_US, Kind::Int, true),
+    ),
     (&["timestamp"], Field::Timestamp),
-    (&["elapsedTime", "elapsed_time"], Field::ElapsedMs),
+    (&["elapsedTime"], Field::ElapsedMs),
+    (
+        &["request.bodySize", "request_body_size"],
+        Field::BodySize { response: false },
+    ),
+    (
+        &["response.bodySize", "response_body_size"],
+        Field::BodySize { response: true },
+    ),
+    (&["kafka_api_key_name"], Field::KafkaApiName),
+    (
+        &["namespaces", "namespace"],
+        Field::AnyOf(&["src_namespace", "dst_namespace"]),
+    ),
+    (&["pods"], Field::AnyOf(&["src_pod", "dst_pod"])),
+    (&["services"], Field::AnyOf(&["src_service", "dst_service"])),
+    (&["grpc_status"], scoped("grpc", sc::STATUS, Kind::Int)),
+    (&["grpc_method"], scoped("grpc", sc::METHOD, Kind::Str)),
+    (&["redis_key"], scoped("redis", sc::PATH, Kind::Str)),
+    (&["redis_command"], scoped("redis", sc::METHOD, Kind::Str)),
+    (&["amqp_method"], scoped("amqp", sc::METHOD, Kind::Str)),
+    (
+        &["dns_question_types"],
+        scoped("dns", sc::METHOD, Kind::Str),
+    ),
+    (
+        &["postgresql_command"],
+        scoped("postgres", sc::METHOD, Kind::Str),
+    ),
+    (
+        &["postgresql_query"],
+        scoped("postgres", sc::PATH, Kind::Str),
+    ),
+    (
+        &["postgresql_error_code"],
+        scoped("postgres", sc::STATUS_TEXT, Kind::Str),
+    ),
+    (&["request.headers"], Field::Headers { response: false }),
+    (&["response.headers"], Field::Headers { response: true }),
     (&["src.ip", "src_ip"], col(sc::SRC_IP, Kind::Str, false)),
     (
         &["src.port", "src_port"],
@@ -200,9 +573,54 @@ pub fn suggest(name: &str) -> Option<String> {
         .map(|(_, k)| k.to_string())
 }
 
+fn to_steps(segs: &[Seg]) -> Vec<Step> {
+    segs.iter()
+        .map(|s| match s {
+            Seg::Field(f) => Step::Field(f.clone()),
+            Seg::Index(i) => Step::Index(*i),
+            Seg::Key(k) => Step::Key(k.clone()),
+            Seg::Wildcard => Step::Wildcard,
+            Seg::Recursive(n) => Step::Recursive(n.clone()),
+            Seg::Decode(d) => Step::Decode(d.to_string()),
+        })
+        .collect()
+}
+
+/// The longest prefix of `segs` that renders as one of `names`, and its length.
+fn prefix_len(segs: &[Seg], name: &str) -> Option<usize> {
+    (1..=segs.len())
+        .rev()
+        .find(|n| path_string(&segs[..*n]) == name)
+}
+
 /// Resolves a selector; `Err(message)` names what is wrong.
 pub fn resolve(segs: &[Seg]) -> Result<Field, String> {
-    if let [Seg::Field(side), Seg::Field(h), Seg::Key(name)] = segs {
+    let path = path_string(segs);
+    if let Some((_, f)) = NAMES
+        .iter()
+        .find(|(names, _)| names.contains(&path.as_str()))
+    {
+        return Ok(f.clone());
+    }
+    if let [Seg::Field(side), Seg::Field(h), Seg::Key(name), rest @ ..] = segs {
+        if (side == "request" || side == "response") && h == "headers" {
+            let response = side == "response";
+            if rest.is_empty() {
+                return Ok(Field::Header {
+                    response,
+                    name: name.clone(),
+                });
+            }
+            return Ok(Field::Json {
+                doc: Doc::Header {
+                    response,
+                    name: name.clone(),
+                },
+                steps: to_steps(rest),
+            });
+        }
+    }
+    if let [Seg::Field(side), Seg::Field(h), Seg::Field(name)] = segs {
         if (side == "request" || side == "response") && h == "headers" {
             return Ok(Field::Header {
                 response: side == "response",
@@ -210,12 +628,67 @@ pub fn resolve(segs: &[Seg]) -> Result<Field, String> {
             });
         }
     }
-    let path = path_string(segs);
-    NAMES
-        .iter()
-        .find(|(names, _)| names.contains(&path.as_str()))
-        .map(|(_, f)| f.clone())
-        .ok_or_else(|| format!("unknown field `{path}`"))
+    if path == "response.content.mimeType" {
+        return Ok(Field::Header {
+            response: true,
+            name: "content-type".into(),
+        });
+    }
+    if ABSENT.contains(&path.as_str()) {
+        return Ok(Field::Absent);
+    }
+    if let Some((_, d)) = DEFAULTS.iter().find(|(n, _)| *n == path) {
+        return Ok(Field::Default(*d));
+    }
+    // Longest document root first (`response.payload.errorCode` before `response.payload`).
+    let mut best: Option<(usize, Doc, Vec<Step>)> = None;
+    for (name, doc, steps) in doc_roots() {
+        if let Some(n) = prefix_len(segs, name) {
+            if best.as_ref().is_none_or(|(b, _, _)| n > *b) {
+                best = Some((n, doc, steps));
+            }
+        }
+    }
+    if let Some((n, doc, mut steps)) = best {
+        steps.extend(to_steps(&segs[n..]));
+        return Ok(Field::Json { doc, steps });
+    }
+    if let [Seg::Field(side), first, rest @ ..] = segs {
+        if side == "request" || side == "response" {
+            if let Seg::Field(key) = first {
+                let promoted = format!("{side}.{key}");
+                if NAMES.iter().any(|(n, _)| n.contains(&promoted.as_str())) {
+                    return Err(format!(
+                        "`{promoted}` is a single value: `{path}` does not exist"
+                    ));
+                }
+                if !DETAIL_KEYS.contains(&key.as_str()) {
+                    let near = NAMES
+                        .iter()
+                        .flat_map(|(n, _)| n.iter())
+                        .filter_map(|n| n.strip_prefix(side.as_str())?.strip_prefix('.'))
+                        .filter(|n| !n.contains('.') && !n.contains('['))
+                        .any(|n| {
+                            let d = levenshtein(&key.to_ascii_lowercase(), &n.to_ascii_lowercase());
+                            d > 0 && d <= 2
+                        });
+                    if near {
+                        return Err(format!("unknown field `{path}`"));
+                    }
+                }
+            }
+            let mut steps = vec![Step::Decode("json".into())];
+            steps.extend(to_steps(std::slice::from_ref(first)));
+            steps.extend(to_steps(rest));
+            return Ok(Field::Json {
+                doc: Doc::Detail {
+                    response: side == "response",
+                },
+                steps,
+            });
+        }
+    }
+    Err(format!("unknown field `{path}`"))
 }
 
 #[cfg(test)]

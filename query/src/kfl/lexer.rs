@@ -26,6 +26,9 @@ pub enum Tok {
     OrOr,
     Star,
     Minus,
+    Plus,
+    Question,
+    Colon,
     Eof,
 }
 
@@ -63,6 +66,9 @@ pub fn describe(t: &Tok) -> String {
                 Tok::AndAnd => "&&",
                 Tok::OrOr => "||",
                 Tok::Star => "*",
+                Tok::Plus => "+",
+                Tok::Question => "?",
+                Tok::Colon => ":",
                 _ => "-",
             }
         ),
@@ -196,6 +202,9 @@ pub fn lex(query: &str) -> Result<Vec<Token>, KflError> {
                 '!' => Tok::Not,
                 '*' => Tok::Star,
                 '-' => Tok::Minus,
+                '+' => Tok::Plus,
+                '?' => Tok::Question,
+                ':' => Tok::Colon,
                 '=' => return Err(KflError::at(query, start, "use `==` to compare")),
                 other => {
                     return Err(KflError::at(

@@ -12,63 +12,58 @@
 //! - String escapes: `\<quote>` is the quote; in a plain string `\\` is one backslash. Any other
 //!   backslash is kept as written (as v1 did), so `"\d+"` stays `\d+`; in `r"…"` even `\\` is
 //!   kept (the regex escape for a backslash).
-//! - Precedence, tightest first: `!`/`not` → comparison (`==` `!=` `<` `<=` `>` `>=`, `in`) →
-//!   `and`/`&&` → `or`/`||`. So `a or b and c` is `a or (b and c)` and `a and b or c` is
-//!   `(a and b) or c` (as in KFL2/CEL; v1 had one right-associative level for both). `!` takes
-//!   the value right after it: `!x == 1` is an error, write `!(x == 1)`. Comparisons do not
-//!   chain (`1 < x < 3` is an error).
+//! - Precedence, loosest first: `c ? a : b` → `or`/`||` → `and`/`&&` → comparison (`==` `!=`
+//!   `<` `<=` `>` `>=`, `in`, not chainable) → `+`/`-` → `!`/`not` (the value right after it:
+//!   `!x == 1` is an error, write `!(x == 1)`). `a or b and c` is `a or (b and c)` (as in
+//!   KFL2/CEL; v1 had one right-associative level for both).
+//! - Selectors: `a.b`, `a[0]`, `a["k"]`, `a.*`/`a[*]`, `a..name`, and `x.json()` / `x.xml()`
+//!   that continue inside a decoded document (`response.body.json().items[0].name`).
 //!
 //! # Semantics
-//! - Regexes are RE2 syntax (the `regex` crate), unanchored (`r"4.."` also matches `1404`):
-//!   `x == r"…"` is a match, `x != r"…"` a non-match, on the value as text. An invalid regex is
-//!   an error at the literal.
-//! - A literal is coerced to the field's type: `response.status == "200"` and `== 200` are the
-//!   same (compared as numbers, so no v1 6-digit float formatting bug); `"abc"` against a number
-//!   is an error. Numbers compared with a text field are compared as their decimal text.
-//! - A missing field (NULL column, absent header) makes every comparison on it false, and the
-//!   logic is two-valued: `!(response.status == 200)` is true for an entry without a status,
-//!   `response.status != 200` is false for it. `x == nil` tests for absence.
-//! - A field used alone as a condition is "present and non-empty" (text) or "present and
-//!   greater than zero" (number), as v1 truthiness.
-//! - Header names are matched case-insensitively (`request.headers["authorization"]` finds
-//!   `Authorization`); values compare case-sensitively.
-//! - `protocol` (also `protocol.name`, `protocol.abbr`) holds lowercase names: `http` (HTTP/1.x),
-//!   `http2`, `grpc`, `graphql`, `redis`, `kafka`, `amqp`, `dns`, `tls`, `postgres`. String
-//!   literals compared with it are lowercased and v1 abbreviations mapped (`"HTTP/2"` →
-//!   `http2`, `"GQL"` → `graphql`), so v1 `protocol.abbr == "DNS"` works.
-//! - Protocol macros (`http`, `http2`, `grpc`, `gql`, `graphql`, `redis`, `kafka`, `amqp`, `dns`,
-//!   `tls`, `postgres`) are whole identifiers only: `request.httpVersion` is not rewritten.
-//! - `timestamp` compares with epoch milliseconds, RFC 3339 strings, `datetime("1/2/2006,
-//!   3:04:05.000 PM")` (UTC; the milliseconds may be omitted), `timestamp("RFC 3339")`, `now()` and
-//!   `seconds(n)` `minutes(n)` `hours(n)` `days(n)` `weeks(n)` `months(n)` (30 d) `years(n)`
-//!   (365 d), which mean "now minus n units" as in v1 (`timestamp >= minutes(5)`); now is fixed
-//!   at compile time ([`KflOptions::now_ms`]).
-//! - `elapsedTime` is whole milliseconds (`elapsed_us / 1000`, truncated); `elapsed_us` is exact.
-//! - `limit(n)` is true and sets [`CompiledKfl::limit`]; it must be one of the `and`-joined
-//!   conditions of the whole query (`limit(10) and http`), anywhere else it is an error. With
-//!   several, the smallest wins.
-//! - Helpers on a field: `.startsWith(s)`, `.endsWith(s)`, `.contains(s)` (case-sensitive, on the
-//!   value as text) and `.matches(re)`; usable alone or compared with `true`/`false`.
+//! - Promoted names (`response.status`, `status_code`, `src.namespace` …) read columns; other
+//!   `request.…`/`response.…` paths read the protocol-detail JSON, bodies and a few text fields
+//!   read as documents (query string, cookies, path segments) through the `kfl_json*` UDFs
+//!   ([`fields`] has the table). Regexes are RE2, unanchored.
+//! - A literal is coerced to the field's type (`response.status == "200"` is `== 200`); a
+//!   missing field, header or document value makes every comparison on it false, and the
+//!   logic is two-valued (`!(response.status == 200)` holds for an entry without a status).
+//! - On a list (`.*`, `..name`, a list value) `==` and the orderings hold when one element
+//!   does, `!=` when none does (v1).
+//! - Macros are whole identifiers: user macros ([`KflOptions::macros`], default `https`) first,
+//!   then the protocol macros, `tls`, `error`, and KFL2 flags; KFL2 variables we do not
+//!   record take their KFL2 defaults.
+//! - `limit(n)` and `redact(…)` must be `and`-joined at the top level; they set
+//!   [`CompiledKfl::limit`] and [`CompiledKfl::redact`].
+//! - Time: `timestamp` compares with epoch ms, RFC 3339, `datetime()`, `timestamp()`, `now()`,
+//!   `seconds(n)` … `years(n)` (now minus n units) and constant `now() - duration("5m")`; now is
+//!   fixed at compile time ([`KflOptions::now_ms`]).
 //! - Limits: a query is at most [`MAX_QUERY_LEN`] bytes, nests at most [`MAX_DEPTH`] levels
-//!   (parentheses, `!`, call arguments) and has at most [`MAX_TERMS`] values; beyond that it is
-//!   refused with an error, never a crash.
-//! - Errors carry the 0-based character position, line and column, and for an unknown field a
-//!   suggestion ("did you mean `response.status`?").
+//!   and has at most [`MAX_TERMS`] values; beyond that it is refused with an error, never a
+//!   crash. Errors carry the 0-based character position, line and column, and for an unknown
+//!   field a suggestion ("did you mean `response.status`?").
 
 mod ast;
 mod compile;
 mod fields;
+mod jsonpath;
 mod lexer;
 mod parser;
+mod redact;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conformance;
+#[cfg(test)]
+mod tests_eval;
 mod udf;
+mod values;
 
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::Expr;
 use serde::Serialize;
 
 pub use fields::known_names;
+pub use redact::{Redaction, MASK};
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY_LEN: usize = 64 * 1024;
@@ -78,9 +73,48 @@ pub const MAX_DEPTH: usize = 128;
 /// rewrites, which may turn a balanced `and` back into a chain, far from the stack limit.
 pub const MAX_TERMS: usize = 1024;
 
+#[derive(Debug, Clone)]
 pub struct KflOptions {
     /// What `now()` and `minutes(n)` … count from.
     pub now_ms: i64,
+    /// User macros (name, KFL expression), checked before the built-in ones; see
+    /// [`default_macros`].
+    pub macros: Vec<(String, String)>,
+}
+
+/// Macros every deployment has unless configured otherwise (Kubeshark's Helm default).
+pub fn default_macros() -> Vec<(String, String)> {
+    vec![("https".into(), "tls and (http or http2)".into())]
+}
+
+impl KflOptions {
+    pub fn new(now_ms: i64) -> Self {
+        KflOptions {
+            now_ms,
+            macros: default_macros(),
+        }
+    }
+}
+
+/// Reads `NAME=EXPR` (the `--kfl-macro` option); the name must be an identifier and the
+/// expression must compile.
+pub fn parse_macro(s: &str) -> Result<(String, String), String> {
+    let (name, body) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=EXPR"))?;
+    let name = name.trim();
+    let ident = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    if !ident {
+        return Err(format!("macro name {name:?} must be an identifier"));
+    }
+    let mut opts = KflOptions::new(0);
+    opts.macros.retain(|(n, _)| n != name);
+    compile(body, &opts).map_err(|e| format!("macro {name}: {e}"))?;
+    Ok((name.to_string(), body.trim().to_string()))
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +123,15 @@ pub struct CompiledKfl {
     pub filter: Option<Expr>,
     /// From `limit(n)`.
     pub limit: Option<usize>,
+    /// From `redact(…)`: fields to mask in the returned entries ([`redact_entries`]).
+    pub redact: Vec<Redaction>,
+}
+
+/// Masks the fields `redact(…)` named in entries turned into JSON.
+pub fn redact_entries(entries: &mut [serde_json::Value], redact: &[Redaction]) {
+    if !redact.is_empty() {
+        redact::apply(entries, redact);
+    }
 }
 
 /// A query error with where it happened.
@@ -151,22 +194,34 @@ pub fn compile(query: &str, opts: &KflOptions) -> Result<CompiledKfl, KflError> 
         return Ok(CompiledKfl {
             filter: None,
             limit: None,
+            redact: vec![],
         });
     };
-    let (filter, limit) = compile::Compiler {
+    let (filter, limit, redact) = compile::Compiler {
         query,
-        now_ms: opts.now_ms,
+        opts,
+        macro_depth: Default::default(),
     }
     .top(&ast)?;
-    Ok(CompiledKfl { filter, limit })
+    Ok(CompiledKfl {
+        filter,
+        limit,
+        redact,
+    })
 }
 
-/// Checks a query without running it.
+/// Checks a query without running it (with the default macros).
 pub fn validate(query: &str) -> Result<(), KflError> {
-    compile(query, &KflOptions { now_ms: 0 }).map(|_| ())
+    compile(query, &KflOptions::new(0)).map(|_| ())
 }
 
 /// Functions the compiled expressions use; register them on the session.
 pub fn udfs() -> Vec<ScalarUDF> {
-    vec![udf::header_get()]
+    vec![
+        udf::header_get(),
+        udf::json_get(),
+        udf::json_size(),
+        udf::json_test(),
+        udf::bytes(),
+    ]
 }

@@ -1,10 +1,10 @@
-//! Recursive-descent KFL parser. Precedence, loosest first: `or`/`||`, `and`/`&&`,
-//! comparisons (`==` `!=` `<` `<=` `>` `>=` `in`, not chainable), `!`/`not` and unary `-`,
-//! then literals, selectors and calls. `and`/`or` chains are read in a loop into one n-ary
+//! Recursive-descent KFL parser. Precedence, loosest first: the ternary `c ? a : b`,
+//! `or`/`||`, `and`/`&&`, comparisons (`==` `!=` `<` `<=` `>` `>=` `in`, not chainable),
+//! `+`/`-`, `!`/`not` and unary `-`, then literals, selectors and calls. `and`/`or` chains are read in a loop into one n-ary
 //! node; only parentheses, `!` and call arguments recurse, and their nesting is limited so
 //! that a hostile query cannot exhaust the stack.
 
-use super::ast::{CmpOp, Node, Seg};
+use super::ast::{ArithOp, CmpOp, Node, Seg};
 use super::lexer::{describe, Tok, Token};
 use super::{KflError, MAX_DEPTH, MAX_TERMS};
 
@@ -66,7 +66,7 @@ impl<'q> Parser<'q> {
         if *self.peek() == Tok::Eof {
             return Ok(None);
         }
-        let n = self.or()?;
+        let n = self.ternary()?;
         if *self.peek() != Tok::Eof {
             return self.err(&format!(
                 "unexpected {}: expected `and`, `or` or the end of the query",
@@ -82,6 +82,21 @@ impl<'q> Parser<'q> {
             return self.err(&format!("query nests deeper than {MAX_DEPTH} levels"));
         }
         Ok(())
+    }
+
+    /// `cond ? a : b` (right-associative, as in CEL).
+    fn ternary(&mut self) -> Result<Node, KflError> {
+        let cond = self.or()?;
+        if *self.peek() != Tok::Question {
+            return Ok(cond);
+        }
+        let pos = self.bump().pos;
+        self.enter()?;
+        let a = self.ternary()?;
+        self.expect(Tok::Colon, "`:` between the two branches of `?`")?;
+        let b = self.ternary()?;
+        self.depth -= 1;
+        Ok(Node::Ternary(Box::new(cond), Box::new(a), Box::new(b), pos))
     }
 
     fn or(&mut self) -> Result<Node, KflError> {
@@ -105,7 +120,7 @@ impl<'q> Parser<'q> {
     }
 
     fn cmp(&mut self) -> Result<Node, KflError> {
-        let left = self.unary()?;
+        let left = self.additive()?;
         let op = match self.peek() {
             Tok::Eq => CmpOp::Eq,
             Tok::Ne => CmpOp::Ne,
@@ -115,13 +130,18 @@ impl<'q> Parser<'q> {
             Tok::Ge => CmpOp::Ge,
             Tok::Ident(w) if w == "in" => {
                 let pos = self.bump().pos;
-                let list = self.list()?;
-                return Ok(Node::In(Box::new(left), list, pos));
+                let right = if *self.peek() == Tok::LBracket {
+                    let at = self.pos();
+                    Node::List(self.list()?, at)
+                } else {
+                    self.additive()?
+                };
+                return Ok(Node::In(Box::new(left), Box::new(right), pos));
             }
             _ => return Ok(left),
         };
         let pos = self.bump().pos;
-        let right = self.unary()?;
+        let right = self.additive()?;
         if matches!(
             self.peek(),
             Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge
@@ -146,6 +166,21 @@ impl<'q> Parser<'q> {
         }
         self.expect(Tok::RBracket, "`]` to close the list")?;
         Ok(items)
+    }
+
+    /// `a + b - c`, left to right.
+    fn additive(&mut self) -> Result<Node, KflError> {
+        let mut left = self.unary()?;
+        loop {
+            let op = match self.peek() {
+                Tok::Plus => ArithOp::Add,
+                Tok::Minus => ArithOp::Sub,
+                _ => return Ok(left),
+            };
+            let pos = self.bump().pos;
+            let right = self.unary()?;
+            left = Node::Arith(op, Box::new(left), Box::new(right), pos);
+        }
     }
 
     /// `!`/`not` (binds tighter than a comparison, as in v1 and CEL) and `-` before a number.
@@ -185,7 +220,7 @@ impl<'q> Parser<'q> {
             Tok::Regex(s) => Ok(Node::Regex(s, t.pos)),
             Tok::LParen => {
                 self.enter()?;
-                let inner = self.or()?;
+                let inner = self.ternary()?;
                 self.depth -= 1;
                 self.expect(Tok::RParen, "`)`")?;
                 Ok(inner)
@@ -219,8 +254,26 @@ impl<'q> Parser<'q> {
                     match t.tok {
                         Tok::Ident(s) => segs.push(Seg::Field(s)),
                         Tok::Star => segs.push(Seg::Wildcard),
-                        Tok::Dot => return Err(KflError::at(self.query, t.pos, "recursive descent `..` is only allowed after json() or xml(), which are not supported yet")),
-                        other => return Err(KflError::at(self.query, t.pos, &format!("expected a field name after `.`, found {}", describe(&other)))),
+                        Tok::Dot => match self.bump().tok {
+                            Tok::Ident(s) => segs.push(Seg::Recursive(s)),
+                            _ => {
+                                return Err(KflError::at(
+                                    self.query,
+                                    t.pos,
+                                    "expected a field name after `..`",
+                                ))
+                            }
+                        },
+                        other => {
+                            return Err(KflError::at(
+                                self.query,
+                                t.pos,
+                                &format!(
+                                    "expected a field name after `.`, found {}",
+                                    describe(&other)
+                                ),
+                            ))
+                        }
                     }
                 }
                 Tok::LBracket => {
@@ -249,11 +302,25 @@ impl<'q> Parser<'q> {
                         return self.err("only a name can be called");
                     };
                     self.bump();
+                    if (name == "json" || name == "xml") && *self.peek() == Tok::RParen {
+                        if segs.is_empty() {
+                            return Err(KflError::at(
+                                self.query,
+                                pos,
+                                &format!(
+                                    "{name}() decodes a field: write `response.body.{name}()…`"
+                                ),
+                            ));
+                        }
+                        self.bump();
+                        segs.push(Seg::Decode(if name == "json" { "json" } else { "xml" }));
+                        continue;
+                    }
                     let mut args = Vec::new();
                     if *self.peek() != Tok::RParen {
                         loop {
                             self.enter()?;
-                            args.push(self.or()?);
+                            args.push(self.ternary()?);
                             self.depth -= 1;
                             if *self.peek() == Tok::Comma {
                                 self.bump();
@@ -266,7 +333,7 @@ impl<'q> Parser<'q> {
                     let at = if segs.is_empty() { pos } else { call_pos };
                     let receiver = (!segs.is_empty()).then(|| Box::new(Node::Path(segs, pos)));
                     if matches!(self.peek(), Tok::Dot | Tok::LBracket) {
-                        return self.err(&format!("a path after `{name}()` is not supported yet (json() and xml() come later)"));
+                        return self.err(&format!("`{name}()` gives a value, not a document: only json() and xml() can be continued with a path"));
                     }
                     return Ok(Node::Call {
                         name,
