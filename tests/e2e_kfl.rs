@@ -63,6 +63,30 @@ fn kfl_queries_match_independent_counts() {
         pcap("dns_udp.pcap").to_str().unwrap(),
     ]);
 
+    // HTTP inside TLS, decrypted with the key log: `tls`, `https` (the default user macro).
+    import(&[
+        "--server",
+        &server.flight,
+        "--node",
+        "tls",
+        "--keylog",
+        pcap("http2_tls.keylog").to_str().unwrap(),
+        pcap("http2_tls.pcap").to_str().unwrap(),
+    ]);
+    let tls_rows = truth_rows("http2_tls");
+    let values = |col: &str| -> Vec<String> {
+        tls_rows
+            .iter()
+            .flat_map(|r| split(r.get(col).map(String::as_str).unwrap_or("")))
+            .collect()
+    };
+    let tls_http = values("http2.headers.method").len() + values("http.request.method").len();
+    let client_hellos = values("tls.handshake.type")
+        .iter()
+        .filter(|t| *t == "1")
+        .count();
+    assert_eq!(tls_http, 13, "corpus README: 11 h2 + 2 HTTP/1.1 requests");
+
     let t = Truth {
         http: http_truth("cluster_mix"),
         dns: dns_truth("cluster_mix"),
@@ -106,7 +130,7 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and http and request.headers[\"Authorization\"] == nil", h(&|r| r.authorization.is_empty())),
         ("request.headers[\"Authorization\"] == r\"tk_live_4f9a2c7e1b8d6035aa91c2e7f04b3d58\"", h(&|r| r.authorization.contains("tk_live_4f9a2c7e1b8d6035aa91c2e7f04b3d58"))),
         ("request.headers[\"Authorization\"] == r\"Token.*\" and dst.name == \"api-6f7b9c4d8-9tq7m\"", h(&|r| r.authorization.starts_with("Token") && r.dst == "127.0.10.2")),
-        ("request.headers[\"User-Agent\"] == r\"curl.*\"", h(&|r| r.user_agent.contains("curl")) + lab_http.iter().filter(|r| r.user_agent.contains("curl")).count()),
+        ("node.name != \"tls\" and request.headers[\"User-Agent\"] == r\"curl.*\"", h(&|r| r.user_agent.contains("curl")) + lab_http.iter().filter(|r| r.user_agent.contains("curl")).count()),
         ("request.headers[\"user-agent\"] == r\"kube-probe\"", h(&|r| r.user_agent.contains("kube-probe"))),
         ("node.name == \"node-a\" and request.path.startsWith(\"/api/v1/orders\")", h(&|r| r.uri.starts_with("/api/v1/orders"))),
         ("node.name == \"node-a\" and request.path.contains(\"export\")", h(&|r| r.uri.contains("export"))),
@@ -147,6 +171,11 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and http && elapsed_time > 300000", h(&|r| ms(r) > 300.0)),
         ("node.name == \"node-a\" and tls and (http or http2)", 0),
         ("node.name == \"node-a\" and https", 0),
+        ("node.name == \"tls\" and https", tls_http),
+        ("node.name == \"tls\" and tls", tls_http + client_hellos),
+        ("node.name == \"tls\" and tls and !https", client_hellos),
+        ("node.name == \"tls\" and request.tls.decrypted == true", tls_http),
+        ("node.name == \"tls\" and http2 and request.tls.sni.endsWith(\"corpus.test\")", values("http2.headers.method").len()),
         ("node.name == \"node-a\" && \"shop\" in namespaces && http", h(&|r| t.ns(&r.src) == Some("shop") || t.ns(&r.dst) == Some("shop"))),
         ("node.name == \"node-a\" and request.pathSegments[0] == \"api\"", h(&|r| r.uri.starts_with("/api/") || r.uri == "/api")),
     ];
