@@ -421,7 +421,7 @@ const NAMES: &[(&[&str], Field)] = &[
         col(sc::RESPONSE_SIZE, Kind::Int, false),
     ),
     (
-        &["node.name", "node", "node_name"],
+        &["node.name", "node", "node_name", "node[\"name\"]"],
         col(sc::NODE, Kind::Str, false),
     ),
     (&["capture"], col(sc::CAPTURE, Kind::Str, false)),
@@ -466,6 +466,55 @@ const NAMES: &[(&[&str], Field)] = &[
     (
         &["postgresql_error_code"],
         scoped("postgres", sc::STATUS_TEXT, Kind::Str),
+    ),
+    // KFL2 per-protocol sizes: the entry's sizes, on that protocol's entries only.
+    (
+        &["dns_request_length"],
+        scoped("dns", sc::REQUEST_SIZE, Kind::Int),
+    ),
+    (
+        &["dns_response_length"],
+        scoped("dns", sc::RESPONSE_SIZE, Kind::Int),
+    ),
+    (
+        &["redis_request_size"],
+        scoped("redis", sc::REQUEST_SIZE, Kind::Int),
+    ),
+    (
+        &["redis_response_size"],
+        scoped("redis", sc::RESPONSE_SIZE, Kind::Int),
+    ),
+    (
+        &["kafka_request_size"],
+        scoped("kafka", sc::REQUEST_SIZE, Kind::Int),
+    ),
+    (
+        &["kafka_response_size"],
+        scoped("kafka", sc::RESPONSE_SIZE, Kind::Int),
+    ),
+    (
+        &["amqp_request_size"],
+        scoped("amqp", sc::REQUEST_SIZE, Kind::Int),
+    ),
+    (
+        &["amqp_response_size"],
+        scoped("amqp", sc::RESPONSE_SIZE, Kind::Int),
+    ),
+    (
+        &["postgresql_request_size"],
+        scoped("postgres", sc::REQUEST_SIZE, Kind::Int),
+    ),
+    (
+        &["postgresql_response_size"],
+        scoped("postgres", sc::RESPONSE_SIZE, Kind::Int),
+    ),
+    (
+        &["tls_request_size"],
+        scoped("tls", sc::REQUEST_SIZE, Kind::Int),
+    ),
+    (
+        &["tls_response_size"],
+        scoped("tls", sc::RESPONSE_SIZE, Kind::Int),
     ),
     (&["request.headers"], Field::Headers { response: false }),
     (&["response.headers"], Field::Headers { response: true }),

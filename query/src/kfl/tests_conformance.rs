@@ -142,3 +142,166 @@ fn generic_json_examples_run_on_bodies() {
         }
     }
 }
+
+/// Reference §1.8, every field name the Kubeshark UI and docs use, verbatim: each resolves (a
+/// promoted column, a header, the protocol detail, a body, or a name we do not record and
+/// treat as missing).
+#[test]
+fn every_v1_field_name_resolves() {
+    let fields = [
+        "protocol.name",
+        "protocol.abbr",
+        "capture",
+        "src.ip",
+        "src.port",
+        "src.name",
+        "dst.ip",
+        "dst.port",
+        "dst.name",
+        "namespace",
+        "src.namespace",
+        "dst.namespace",
+        "node.name",
+        "node.ip",
+        "worker",
+        "stream",
+        "index",
+        "outgoing",
+        "timestamp",
+        "elapsedTime",
+        "requestSize",
+        "responseSize",
+        "passed",
+        "failed",
+        // HTTP
+        "request.method",
+        "request.path",
+        "request.pathSegments",
+        "request.url",
+        "request.targetUri",
+        "request.httpVersion",
+        r#"request.headers["X"]"#,
+        r#"request.cookies["X"]"#,
+        r#"request.queryString["X"]"#,
+        "request.postData.text",
+        "request.postData.params",
+        "request.bodySize",
+        "response.status",
+        "response.statusText",
+        r#"response.headers["X"]"#,
+        r#"response.cookies["X"]"#,
+        "response.content.text",
+        "response.content.mimeType",
+        "response.bodySize",
+        // gRPC, DNS, Redis, Kafka, AMQP
+        r#"request.headers[":path"]"#,
+        "request.opCode",
+        "request.questions[0].name",
+        "response.code",
+        "response.answers",
+        "request.type",
+        "request.command",
+        "request.key",
+        "request.value",
+        "request.keyword",
+        "request.apiKeyName",
+        "request.clientID",
+        "request.payload.*",
+        "response.payload.errorCode",
+        "request.queue",
+        "request.exchange",
+        "request.routingKey",
+        r#"request.properties.headers["X"]"#,
+    ];
+    for f in fields {
+        let q = format!("{f} == \"1\"");
+        if let Err(e) = compile(&q, &opts()) {
+            panic!("{q:?}: {}", e.render(&q));
+        }
+    }
+    for flag in [
+        "tls", "error", "http", "http2", "grpc", "gql", "redis", "kafka", "amqp", "dns", "tcp",
+        "udp", "icmp", "https",
+    ] {
+        compile(flag, &opts()).unwrap_or_else(|e| panic!("{flag}: {e}"));
+    }
+}
+
+/// Reference §1.9 variables our entries can answer.
+#[test]
+fn kfl2_variables_resolve() {
+    for v in [
+        "status_code",
+        "method",
+        "path",
+        "url",
+        "protocol",
+        "src.ip",
+        "dst.port",
+        "src.pod.name",
+        "dst.pod.namespace",
+        "src.service.name",
+        "dst.service.namespace",
+        "src.name",
+        "dst.namespace",
+        "node_name",
+        r#"node["name"]"#,
+        "timestamp",
+        "elapsed_time",
+        "http_version",
+        "query_string",
+        "request_body_size",
+        "response_body_size",
+        "grpc_method",
+        "grpc_status",
+        "dns_question_types",
+        "redis_command",
+        "redis_key",
+        "kafka_api_key",
+        "kafka_api_key_name",
+        "kafka_client_id",
+        "amqp_method",
+        "postgresql_command",
+        "postgresql_query",
+        "postgresql_error_code",
+        "dns_request_length",
+        "redis_request_size",
+        "kafka_response_size",
+    ] {
+        let q = format!("{v} == \"1\" || {v} != \"1\"");
+        if let Err(e) = compile(&q, &opts()) {
+            panic!("{q:?}: {}", e.render(&q));
+        }
+    }
+    for v in [
+        "namespaces",
+        "pods",
+        "services",
+        "dns_questions",
+        "dns_answers",
+        "request.headers",
+        "response.headers",
+        "request.cookies",
+        "local_labels",
+    ] {
+        let q = format!("\"a\" in {v} && size({v}) >= 0");
+        if matches!(v, "request.headers" | "response.headers") {
+            let q = format!("\"a\" in {v} && map_get({v}, \"a\", \"\") == \"\"");
+            compile(&q, &opts()).unwrap_or_else(|e| panic!("{q}: {e}"));
+            continue;
+        }
+        compile(&q, &opts()).unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    for flag in [
+        "dns_request",
+        "dns_response",
+        "conn",
+        "flow",
+        "tcp_flow",
+        "ws",
+        "mysql",
+        "has_pcap",
+    ] {
+        compile(flag, &opts()).unwrap_or_else(|e| panic!("{flag}: {e}"));
+    }
+}
