@@ -43,7 +43,13 @@ fn kfl_queries_match_independent_counts() {
         return;
     }
     let dir = temp_dir("kfl");
-    let server = Server::start(&dir.join("data"));
+    // A user macro from the command line, next to the default `https`.
+    let server = Server::start_on(
+        &dir.join("data"),
+        free_port(),
+        free_port(),
+        &["--kfl-macro", "slowhttp = http and elapsedTime >= 300"],
+    );
     let ids_path = pcap("cluster_mix.identities.json");
     import(&[
         "--server",
@@ -138,6 +144,7 @@ fn kfl_queries_match_independent_counts() {
         ("node.name == \"node-a\" and request.method == \"POST\"", h(&|r| r.method == "POST")),
         ("node.name == \"node-a\" and http and request.method != \"GET\"", h(&|r| r.method != "GET")),
         ("node.name == \"node-a\" and http and elapsedTime >= 300", h(&|r| ms(r) >= 300.0)),
+        ("node.name == \"node-a\" and slowhttp", h(&|r| ms(r) >= 300.0)),
         ("node.name == \"node-a\" and dns and request.path.endsWith(\".cluster.local\")", d(&|q| q.name.ends_with(".cluster.local"))),
         ("node.name == \"node-a\" and dns and response.status == 3", d(&|q| q.rcode == Some(3))),
         ("node.name == \"node-a\" and dns and response.statusText == \"REFUSED\"", d(&|q| q.rcode == Some(5))),
@@ -272,6 +279,20 @@ fn kfl_queries_match_independent_counts() {
             );
         }
     }
+
+    let (status, v) = server.get("/api/v1/kfl/validate?q=slowhttp%20and%20https");
+    assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    // A macro that does not compile stops the server at start, naming the problem.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wiretrail"))
+        .args(["up", "--no-capture", "--kfl-macro", "bad=http and and"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("macro bad"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // redact(): the filter is unchanged, the named fields are masked in what comes back.
     let (status, v) = server.get("/api/v1/entries?limit=5&kfl=redact(%22request.path%22%2C%20%22src.name%22)%20and%20http%20and%20node.name%20%3D%3D%20%22node-a%22");
