@@ -76,6 +76,16 @@ impl FieldVal {
         }
     }
 
+    /// The value compared with literals (rewritten like the literals, see [`Norm`]).
+    fn cmp_expr(&self) -> Expr {
+        match self.norm {
+            Norm::Kafka => datafusion::functions::expr_fn::upper(
+                datafusion::functions::expr_fn::replace(self.text(), lit("_"), lit("")),
+            ),
+            _ => self.expr.clone(),
+        }
+    }
+
     /// The value as text, for comparisons between fields of different types.
     pub fn text(&self) -> Expr {
         cast(self.expr.clone(), DataType::Utf8)
@@ -486,13 +496,7 @@ impl Compiler<'_> {
             },
             (Val::Field(f), v) => {
                 let v = self.coerce(&f, v, bpos)?;
-                let e = match f.norm {
-                    Norm::Kafka => datafusion::functions::expr_fn::upper(
-                        datafusion::functions::expr_fn::replace(f.text(), lit("_"), lit("")),
-                    ),
-                    _ => f.expr.clone(),
-                };
-                Ok(f.guarded(apply(op, e, v)))
+                Ok(f.guarded(apply(op, f.cmp_expr(), v)))
             }
             (Val::Pred(p), Val::Bool(b)) => match op {
                 CmpOp::Eq => Ok(p.eq(lit(b))),
@@ -530,7 +534,7 @@ impl Compiler<'_> {
                     let v = self.operand(it)?;
                     list.push(self.coerce(f, v, it.pos())?);
                 }
-                return Ok(f.guarded(f.expr.clone().in_list(list, false)));
+                return Ok(f.guarded(f.cmp_expr().in_list(list, false)));
             }
             if !matches!(left, Val::Json(_) | Val::Any(_)) {
                 return self.err(

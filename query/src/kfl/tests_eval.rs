@@ -511,6 +511,7 @@ fn queries_match_a_reference_evaluation() {
         ("redis_command == \"GET\"", Box::new(|x| x.e.protocol == "redis" && s(&x.e.method) == "GET")),
         ("request.args.* == \"cart:1\"", Box::new(|x| x.req["args"].as_array().is_some_and(|a| a.contains(&json!("cart:1"))))),
         ("kafka && kafka_api_key_name == \"PRODUCE\"", Box::new(|x| x.e.protocol == "kafka" && s(&x.e.method) == "Produce")),
+        ("kafka_api_key_name in [\"PRODUCE\", \"FETCH\"]", Box::new(|x| x.e.protocol == "kafka" && s(&x.e.method) == "Produce")),
         ("kafka_api_key_name == \"API_VERSIONS\"", Box::new(|x| x.e.protocol == "kafka" && s(&x.e.method) == "ApiVersions")),
         ("kafka and request.apiKeyName == \"Produce\"", Box::new(|x| x.e.protocol == "kafka" && s(&x.e.method) == "Produce")),
         ("kafka and response.payload.errorCode == 2", Box::new(|x| x.e.protocol == "kafka" && x.resp["error_code"] == 2)),
