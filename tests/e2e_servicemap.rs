@@ -156,6 +156,7 @@ fn check_against_sql(server: &Server, ours: &Edges, window: (&str, &str)) {
     );
     assert_eq!(status, 200, "{v}");
     // SQL groups by node too (two replicas on two nodes): fold rows that name the same edge.
+    #[allow(clippy::type_complexity)]
     let mut folded: BTreeMap<(String, String, String), (u64, u64, u64, Vec<i64>)> = BTreeMap::new();
     for r in v["rows"].as_array().unwrap() {
         let key = (
