@@ -51,15 +51,7 @@ fn kfl_queries_match_independent_counts() {
         &["--kfl-macro", "slowhttp = http and elapsedTime >= 300"],
     );
     let ids_path = pcap("cluster_mix.identities.json");
-    import(&[
-        "--server",
-        &server.flight,
-        "--identities",
-        ids_path.to_str().unwrap(),
-        "--node",
-        "node-a",
-        pcap("cluster_mix.pcap").to_str().unwrap(),
-    ]);
+    import_cluster_mix(&server.flight, &[]);
     import(&[
         "--server",
         &server.flight,

@@ -37,19 +37,7 @@ where
 }
 
 fn import_cluster(server: &Server, extra: &[&str]) {
-    let ids = pcap("cluster_mix.identities.json");
-    let mut args = vec![
-        "--server",
-        &server.flight,
-        "--identities",
-        ids.to_str().unwrap(),
-        "--node",
-        "node-a",
-    ];
-    args.extend_from_slice(extra);
-    let p = pcap("cluster_mix.pcap");
-    args.push(p.to_str().unwrap());
-    import(&args);
+    import_cluster_mix(&server.flight, extra);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

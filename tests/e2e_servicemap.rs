@@ -207,16 +207,7 @@ fn service_map_matches_truth_sql_windows_and_node_focus() {
     let data = dir.join("data");
     let (hp, fp) = (free_port(), free_port());
     let server = Server::start_on(&data, hp, fp, &[]);
-    let ids = pcap("cluster_mix.identities.json");
-    import(&[
-        "--server",
-        &server.flight,
-        "--identities",
-        ids.to_str().unwrap(),
-        "--node",
-        "node-a",
-        pcap("cluster_mix.pcap").to_str().unwrap(),
-    ]);
+    import_cluster_mix(&server.flight, &[]);
     import(&[
         "--server",
         &server.flight,

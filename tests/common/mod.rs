@@ -195,6 +195,24 @@ pub fn import(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Imports the mini cluster capture with its identity map as captured on `node-a` (the setup
+/// of the KFL, service-map and live-view tests); `extra` goes before the file.
+pub fn import_cluster_mix(flight: &str, extra: &[&str]) -> Value {
+    let ids = pcap("cluster_mix.identities.json");
+    let capture = pcap("cluster_mix.pcap");
+    let mut args = vec![
+        "--server",
+        flight,
+        "--identities",
+        ids.to_str().unwrap(),
+        "--node",
+        "node-a",
+    ];
+    args.extend_from_slice(extra);
+    args.push(capture.to_str().unwrap());
+    import(&args)
+}
+
 /// Rows of `truth/<name>.fields.tsv` as column → value.
 pub fn truth_rows(name: &str) -> Vec<BTreeMap<String, String>> {
     let text =
