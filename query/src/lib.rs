@@ -7,6 +7,7 @@ pub mod kfl;
 mod prune;
 pub mod rest;
 mod service;
+pub mod snapshot;
 pub mod table;
 pub mod time;
 

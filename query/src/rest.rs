@@ -122,5 +122,6 @@ pub fn router(svc: Arc<QueryService>) -> Router {
         .route("/api/v1/entries/{id}", get(entry))
         .route("/api/v1/kfl/validate", get(validate))
         .route("/api/v1/values/{tag}", get(values))
+        .merge(crate::snapshot::rest::routes())
         .with_state(svc)
 }

@@ -92,6 +92,11 @@ impl QueryService {
         &self.ingest
     }
 
+    /// The session (with the KFL functions registered) for plans built outside this file.
+    pub(crate) fn ctx(&self) -> &SessionContext {
+        &self.ctx
+    }
+
     /// Newest first, by (ts, id).
     pub async fn entries(&self, req: &EntriesRequest) -> Result<EntriesPage, QueryError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
