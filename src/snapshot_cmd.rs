@@ -95,8 +95,14 @@ pub struct ImportArgs {
     dir: PathBuf,
 }
 
+/// Absolute, because the query engine reads local Parquet files through an object store
+/// rooted at `/` (a relative data dir would be looked up there).
+fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))
+}
+
 async fn open_local(t: &crate::Target) -> anyhow::Result<QueryService> {
-    let dir = t.data.clone().unwrap_or_else(|| crate::DEFAULT_DATA.into());
+    let dir = absolute(&t.data.clone().unwrap_or_else(|| crate::DEFAULT_DATA.into()))?;
     let ingest = Ingest::open(&dir, IngestConfig::default()).await?;
     Ok(QueryService::new(ingest))
 }
@@ -343,7 +349,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
 }
 
 async fn import(a: ImportArgs) -> anyhow::Result<()> {
-    let ingest: Arc<Ingest> = Ingest::open(&a.data, IngestConfig::default()).await?;
+    let ingest: Arc<Ingest> = Ingest::open(absolute(&a.data)?, IngestConfig::default()).await?;
     let r = snapshot::import_bundle(&ingest, &a.dir)
         .await
         .map_err(local)?;

@@ -275,15 +275,30 @@ pub async fn export(
     if let Some(n) = compiled.limit {
         df = df.limit(0, Some(n))?;
     }
+    let existed = out.exists();
     let mut writer = bundle::BundleWriter::create(out, format, &pin, &kfl_text, &nodes)?;
-    let mut stream = df.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        if batch.num_rows() > 0 {
-            writer.write(&batch)?;
+    let written = async {
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if batch.num_rows() > 0 {
+                writer.write(&batch)?;
+            }
         }
+        writer.finish()
     }
-    let report = writer.finish()?;
+    .await;
+    let report = match written {
+        Ok(r) => r,
+        Err(e) => {
+            // Leave no half bundle behind (`out` was empty or absent before).
+            let _ = std::fs::remove_dir_all(out);
+            if existed {
+                let _ = std::fs::create_dir_all(out);
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(name, entries = report.entries, out = %out.display(), "snapshot exported");
     Ok(report)
 }

@@ -186,7 +186,7 @@ impl PcapBuilder {
                 packets.push((t, ci, order, frame));
             }
         }
-        packets.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        packets.sort_by_key(|a| (a.0, a.1, a.2));
         let f = std::fs::File::create(path).map_err(io)?;
         let mut w = BufWriter::new(f);
         let mut head = Vec::with_capacity(24);
