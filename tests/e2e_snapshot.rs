@@ -207,7 +207,13 @@ fn snapshot_export_verify_tamper_import() {
         s(&ids),
         s(&pcap("cluster_mix.pcap")),
     ]);
-    import(&["--data", s(&data), s(&pcap("http1_keepalive.pcap"))]);
+    import(&[
+        "--data",
+        s(&data),
+        "--node",
+        "snap-node-b",
+        s(&pcap("http1_keepalive.pcap")),
+    ]);
 
     // Independent expectations from tshark's ground truth of the two captures.
     let mut truth_http: Vec<(String, String)> = http_truth("cluster_mix")
@@ -302,6 +308,40 @@ fn snapshot_export_verify_tamper_import() {
         server.get("/api/v1/snapshots/audit/export?format=zip").0,
         400
     );
+
+    // The CLI over --server, with node focus: only what snap-node-b captured.
+    ok(&[
+        "snapshot",
+        "create",
+        "--server",
+        &server.http,
+        "--node",
+        "snap-node-b",
+        "node-b",
+    ]);
+    let listed: Value = serde_json::from_str(&ok(&[
+        "snapshot",
+        "list",
+        "--server",
+        &server.http,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 3, "{listed}");
+    let r = reqwest::blocking::get(format!("{api}/node-b/export?format=har")).unwrap();
+    let node_har: Value = r.json().unwrap();
+    assert_eq!(
+        check_har(&node_har),
+        http_truth("http1_keepalive").len(),
+        "the node-b snapshot holds exactly http1_keepalive's requests"
+    );
+    assert!(node_har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["_node"] == "snap-node-b"));
+    ok(&["snapshot", "delete", "--server", &server.http, "node-b"]);
 
     let out = dir.join("bundle");
     ok(&[
