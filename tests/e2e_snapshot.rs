@@ -192,6 +192,33 @@ fn tshark_requests(pcap: &Path, ports: &[u64]) -> Option<Vec<(String, String)>> 
     Some(reqs)
 }
 
+/// A counter or gauge of `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let text = reqwest::blocking::get(format!("{}/metrics", server.http))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// Polls a metric until `done` accepts it (the maintenance loop runs every second here).
+fn wait_for(server: &Server, name: &str, done: impl Fn(f64) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let v = metric(server, name);
+        if done(v) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed at {v} for 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn snapshot_export_verify_tamper_import() {
     if !corpus_available() {
@@ -525,7 +552,20 @@ fn snapshot_export_verify_tamper_import() {
         again["entries"], 0,
         "a second import stores nothing twice: {again}"
     );
-    let server2 = Server::start(&data2);
+    // The imported window is pinned in its new home: with a 1 h retention (all of it is days
+    // old) a maintenance pass keeps every row while the pin exists and drops them once it is
+    // deleted.
+    let server2 = Server::start_on(
+        &data2,
+        free_port(),
+        free_port(),
+        &["--retention", "1h", "--maintenance-interval", "1"],
+    );
+    wait_for(&server2, "wiretrail_compactions_total", |v| v > 0.0);
+    assert_eq!(
+        metric(&server2, "wiretrail_retention_dropped_rows_total"),
+        0.0
+    );
     for kfl in [
         "",
         "http",
@@ -544,6 +584,19 @@ fn snapshot_export_verify_tamper_import() {
     let (_, v) = server2.get("/api/v1/snapshots");
     assert_eq!(v["snapshots"][0]["name"], "audit");
     assert!(v["snapshots"][0]["imported"].is_object(), "{v}");
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/api/v1/snapshots/audit", server2.http))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for(&server2, "wiretrail_retention_dropped_rows_total", |v| {
+        v == counted as f64
+    });
+    assert_eq!(
+        server2.count(""),
+        0,
+        "unpinned, retention dropped the import"
+    );
 
     // Delete unpins.
     let r = reqwest::blocking::Client::new()
