@@ -301,7 +301,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_value(&report)?);
     } else {
         println!(
-            "exported snapshot {} to {}: {} entries {:?}, {} files (manifest.json lists their SHA-256)",
+            "exported snapshot {} to {}: {} entries {:?}; manifest.json lists the SHA-256 of its {} files",
             a.name,
             a.out_dir.display(),
             report.entries,
@@ -326,7 +326,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_value(&report)?);
     } else if report.ok {
         println!(
-            "OK: snapshot {} in {}: {} files, {} entries {:?} match manifest.json",
+            "OK: snapshot {} in {}: manifest.json and its {} files (SHA-256, sizes), {} entries {:?} as listed",
             report.name.as_deref().unwrap_or("?"),
             a.dir.display(),
             report.files_checked,
