@@ -9,8 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # One build serves `up`, the tests and the benchmarks (release profile). A target dir outside
-# the clone lets later runs on the same machine reuse compiled dependencies; it is not needed.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}"
+# the clone lets later runs of this clone reuse compiled dependencies; it is not needed. It is
+# per clone (keyed by the clone's path): cargo decides whether a workspace crate is stale from
+# source mtimes, so two clones sharing one target dir can run each other's older builds.
+clone_key=$(pwd -P | cksum | cut -d' ' -f1)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target-$clone_key}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 install_system_packages() {
@@ -48,8 +51,12 @@ case "$cmd" in
     cargo test --release --workspace -- --test-threads 2
     echo "dev.sh: build + tests took $(( $(date +%s) - started )) s" >&2
     ;;
+  target-dir)
+    # Where the build lands (benchmarks and the README's examples use it).
+    echo "$CARGO_TARGET_DIR"
+    ;;
   *)
-    echo "usage: ./dev.sh up [wiretrail up options…] | ./dev.sh test" >&2
+    echo "usage: ./dev.sh up [wiretrail up options…] | ./dev.sh test | ./dev.sh target-dir" >&2
     exit 2
     ;;
 esac

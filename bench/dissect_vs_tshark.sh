@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 CORPUS=../shared/corpus/pcaps
 WORK=${WORK:-/var/tmp/wiretrail-bench}
 MIN_MB=${MIN_MB:-200}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$(./dev.sh target-dir)}
 mkdir -p "$WORK"
 command -v tshark >/dev/null || { echo "tshark is needed: apt-get install -y tshark" >&2; exit 1; }
 cargo build --release -q --workspace --all-targets  # same features as ./dev.sh: no second DataFusion build

@@ -11,7 +11,7 @@
 # with apt-get if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}"
+T="${CARGO_TARGET_DIR:-$(./dev.sh target-dir)}"
 BIN="$T/release/wiretrail"
 [ -x "$BIN" ] || cargo build --release --workspace --all-targets
 command -v tshark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }

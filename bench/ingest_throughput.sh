@@ -14,7 +14,7 @@
 # Needs python3 with duckdb (pip install duckdb) for the peer; perf only with PERF=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}"
+T="${CARGO_TARGET_DIR:-$(./dev.sh target-dir)}"
 export CARGO_TARGET_DIR="$T"
 ENTRIES=${ENTRIES:-2000000}
 CONCURRENCY=${CONCURRENCY:-"2 4"}
@@ -64,7 +64,7 @@ run_ours() { # LABEL SOURCE CONCURRENCY PERF
   local http flight
   http=$(free_port); flight=$(free_port)
   "$BIN" up --data "$data" --listen "127.0.0.1:$http" --flight-listen "127.0.0.1:$flight" \
-    --no-capture 2> "$WORK/up.log" &
+    --flight-sql-listen "127.0.0.1:$(free_port)" --no-capture 2> "$WORK/up.log" &
   SERVER=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" > /dev/null && break; sleep 0.1; done
   local perf_pid=

@@ -4,6 +4,6 @@
 # or stored twice. Usage: bench/kill_test.sh [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/wiretrail-target}"
-WIRETRAIL_KILLS="${1:-100}" cargo test --release --test e2e_kill sigkill_during_ingest -- --nocapture 2>&1 \
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(./dev.sh target-dir)}"
+WIRETRAIL_KILLS="${1:-100}" cargo test --release --workspace --test e2e_kill sigkill_during_ingest -- --nocapture 2>&1 \
   | grep -E "kills in|test result|panicked|assert"

@@ -11,7 +11,9 @@ and the newest 50 entries matching a header regex. DuckDB is installed with pip 
 import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/wiretrail-target"), "release", "wiretrail")
+BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR") or subprocess.run(
+    [os.path.join(ROOT, "dev.sh"), "target-dir"], capture_output=True, text=True, check=True).stdout.strip(),
+    "release", "wiretrail")
 CORPUS = os.path.join(ROOT, "..", "shared", "corpus", "pcaps")
 
 
@@ -52,7 +54,8 @@ def main():
                            check=True, stdout=subprocess.DEVNULL)
         http, flight = free_port(), free_port()
         up = subprocess.Popen([BIN, "up", "--data", data, "--listen", f"127.0.0.1:{http}",
-                               "--flight-listen", f"127.0.0.1:{flight}", "--no-capture"], stderr=subprocess.DEVNULL)
+                               "--flight-listen", f"127.0.0.1:{flight}",
+                               "--flight-sql-listen", f"127.0.0.1:{free_port()}", "--no-capture"], stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{http}"
             for _ in range(200):

@@ -88,6 +88,7 @@ pub struct Target {
 pub const DEFAULT_DATA: &str = "./wiretrail-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8899";
 pub const DEFAULT_FLIGHT: &str = "127.0.0.1:8900";
+pub const DEFAULT_FLIGHT_SQL: &str = "127.0.0.1:8901";
 
 pub fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("valid default address")

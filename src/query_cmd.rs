@@ -18,6 +18,9 @@ pub struct QueryArgs {
     /// End of the window (exclusive), same forms as --from.
     #[arg(long, value_name = "TIME")]
     to: Option<String>,
+    /// Only entries captured on these nodes (comma-separated node names).
+    #[arg(long, value_name = "NODES", value_delimiter = ',')]
+    nodes: Vec<String>,
     /// Most entries to print (newest first).
     #[arg(long, value_name = "N", default_value_t = 100)]
     limit: usize,
@@ -66,6 +69,9 @@ fn print_table(entries: &[Value]) {
 pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
     let entries: Vec<Value> = if let Some(url) = &a.target.server {
         let mut q = vec![("kfl", a.kfl.clone()), ("limit", a.limit.to_string())];
+        if !a.nodes.is_empty() {
+            q.push(("nodes", a.nodes.join(",")));
+        }
         if let Some(f) = &a.from {
             q.push(("from", f.clone()));
         }
@@ -106,6 +112,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
             to: a.to.as_deref().map(|t| parse_time(t, now)).transpose()?,
             limit: Some(a.limit),
             cursor: None,
+            nodes: a.nodes.clone(),
         };
         match svc.entries(&req).await {
             Ok(page) => page.entries,

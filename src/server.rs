@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use tokio::net::TcpListener;
 use wiretrail_ingest::{Ingest, IngestConfig, IngestFlightService};
+use wiretrail_query::flight_sql::WiretrailFlightSql;
+use wiretrail_query::sql::SqlLimits;
 use wiretrail_query::QueryService;
 
 #[derive(clap::Args, Debug)]
@@ -21,12 +24,21 @@ pub struct UpArgs {
     /// Address of the Arrow Flight endpoint agents and `wiretrail import --server` ship to.
     #[arg(long, value_name = "ADDR", default_value = crate::DEFAULT_FLIGHT)]
     flight_listen: SocketAddr,
+    /// Address of the Arrow Flight SQL endpoint (read-only SQL for ADBC/JDBC tools).
+    #[arg(long, value_name = "ADDR", default_value = crate::DEFAULT_FLIGHT_SQL)]
+    flight_sql_listen: SocketAddr,
     /// Identity map (JSON: IP → pod, namespace, service, workload, node) for live capture.
     #[arg(long, value_name = "FILE")]
     identities: Option<PathBuf>,
     /// Do not try to capture live traffic on this machine.
     #[arg(long)]
     no_capture: bool,
+    /// Memory one `POST /api/v1/sql` query may hold (MiB); above it the query fails.
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    sql_memory_mib: usize,
+    /// Longest time one SQL query may run (seconds) before it is cancelled.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    sql_timeout: u64,
     /// Write buffered entries to Parquet at least this often (seconds).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     flush_interval: u64,
@@ -114,11 +126,20 @@ impl StorageArgs {
 
 /// Starts the Flight endpoint on `addr`; returns the bound address.
 pub async fn serve_flight(ingest: Arc<Ingest>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let svc = IngestFlightService::new(ingest).into_server();
+    serve_grpc(svc, addr, "Arrow Flight").await
+}
+
+/// Serves one Flight service (ingest or Flight SQL) on its own listener.
+async fn serve_grpc<T: FlightService>(
+    svc: FlightServiceServer<T>,
+    addr: SocketAddr,
+    what: &'static str,
+) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen for Arrow Flight on {addr}"))?;
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
     let bound = listener.local_addr()?;
-    let svc = IngestFlightService::new(ingest).into_server();
     let incoming = tonic_incoming(listener);
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
@@ -126,7 +147,7 @@ pub async fn serve_flight(ingest: Arc<Ingest>, addr: SocketAddr) -> anyhow::Resu
             .serve_with_incoming(incoming)
             .await
         {
-            tracing::error!(error = %e, "Flight server stopped");
+            tracing::error!(error = %e, "{what} server stopped");
         }
     });
     Ok(bound)
@@ -155,12 +176,24 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     tokio::spawn(ingest.clone().run_flusher());
     tokio::spawn(ingest.clone().run_maintenance());
     let flight = serve_flight(ingest.clone(), a.flight_listen).await?;
-    let query = Arc::new(QueryService::new(ingest.clone()));
+    let query = Arc::new(
+        QueryService::new(ingest.clone()).with_sql_limits(SqlLimits {
+            memory_bytes: a.sql_memory_mib << 20,
+            timeout: Duration::from_secs(a.sql_timeout),
+            ..Default::default()
+        }),
+    );
+    let flight_sql = serve_grpc(
+        WiretrailFlightSql::new(query.clone()).into_server(),
+        a.flight_sql_listen,
+        "Arrow Flight SQL",
+    )
+    .await?;
     let listener = TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", a.listen))?;
     let http = listener.local_addr()?;
-    tracing::info!(data = %a.data.display(), %http, %flight, "wiretrail is up");
+    tracing::info!(data = %a.data.display(), %http, %flight, %flight_sql, "wiretrail is up");
     if a.no_capture {
         tracing::info!("live capture off (--no-capture)");
     } else {

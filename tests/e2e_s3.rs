@@ -31,6 +31,7 @@ async fn ids_in_window(q: &QueryService, from: i64, to: i64) -> BTreeSet<String>
                 to: Some(to),
                 limit: Some(5000),
                 cursor: cursor.clone(),
+                ..Default::default()
             })
             .await
             .unwrap();

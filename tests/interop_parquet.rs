@@ -7,47 +7,6 @@ use std::process::Command;
 
 use common::*;
 
-/// Makes `module` importable with pip if needed; `None` (after printing why) if it cannot be had.
-fn python_module(module: &str, package: &str) -> Option<()> {
-    let have = |m: &str| {
-        Command::new("python3")
-            .args(["-c", &format!("import {m}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if have(module) {
-        return Some(());
-    }
-    let install = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            package,
-        ])
-        .output();
-    match install {
-        Ok(o) if o.status.success() && have(module) => Some(()),
-        Ok(o) => {
-            eprintln!(
-                "SKIP: cannot install {package} with pip: {}",
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("SKIP: python3 not available: {e}");
-            None
-        }
-    }
-}
-
 const COLUMNS: &str = "id ts elapsed_us node protocol capture src_ip dst_ip src_port dst_port src_name src_namespace src_pod src_service src_workload src_node dst_name dst_namespace dst_pod dst_service dst_workload dst_node method path status status_text request_size response_size request_headers response_headers request_body response_body request_body_truncated response_body_truncated request response";
 
 #[test]

@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use tokio::sync::{Mutex, Notify, RwLock};
 use wiretrail_proto::schema::check_schema;
 use wiretrail_storage::paths::DataDir;
+use wiretrail_storage::rollup::{Rollup, RollupKey};
 use wiretrail_storage::{
     Catalog, CompactionConfig, DataDirLock, FileMeta, Micros, ParquetSettings, RemoteStore,
     RetentionConfig,
@@ -151,8 +152,15 @@ pub struct Ingest {
     /// Set by [`Ingest::shutdown`]: no maintenance pass starts after it.
     stopping: AtomicBool,
     pub counters: Arc<IngestCounters>,
+    /// Every acknowledged batch, for live tails and the live service map. Bounded: a
+    /// subscriber that falls behind by more than [`LIVE_BATCHES`] batches is told how many it
+    /// missed (tokio's `Lagged`) instead of holding memory.
+    live: tokio::sync::broadcast::Sender<RecordBatch>,
     _lock: DataDirLock,
 }
+
+/// Batches a live subscriber may lag behind before it loses some.
+pub const LIVE_BATCHES: usize = 16;
 
 impl Ingest {
     /// Opens (or creates) a data directory: takes its lock, opens the catalog and replays the WAL.
@@ -220,6 +228,7 @@ impl Ingest {
             accepting: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             counters,
+            live: tokio::sync::broadcast::channel(LIVE_BATCHES).0,
             _lock: lock,
         });
         ingest
@@ -227,6 +236,11 @@ impl Ingest {
             .wal_torn_bytes
             .store(stats.torn_bytes, Ordering::Relaxed);
         Ok(ingest)
+    }
+
+    /// Batches as they are acknowledged (after the WAL fsync), from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RecordBatch> {
+        self.live.subscribe()
     }
 
     pub fn data_dir(&self) -> &DataDir {
@@ -286,6 +300,9 @@ impl Ingest {
         };
         seqs.insert(agent.to_string(), seq);
         drop(seqs);
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(batch.clone());
+        }
         let mut buf = self.buffer.write().await;
         buf.push(Buffered::new(segment, agent.to_string(), seq, batch));
         let full = buf.rows() >= self.config.flush_rows || buf.bytes() >= self.config.flush_bytes;
@@ -560,6 +577,19 @@ impl Ingest {
             files,
             buffered: buf.overlapping(from, to),
         })
+    }
+
+    /// Service-map rollups of the minutes in `[from, to)` (`from`/`to` minute-aligned) from the
+    /// catalog, plus the buffered batches in that window, read under the buffer lock so that a
+    /// flush committing in between can neither count a batch twice nor lose it.
+    pub async fn rollup_snapshot(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<(Vec<(RollupKey, Rollup)>, Vec<RecordBatch>), IngestError> {
+        let buf = self.buffer.read().await;
+        let rollups = self.catalog.rollups(from, to)?;
+        Ok((rollups, buf.overlapping(from, to)))
     }
 
     /// Prometheus text exposition of the ingest counters.

@@ -1,13 +1,19 @@
 //! The query service: KFL compiled to DataFusion expressions ([`kfl`]), the `entries` table over
 //! the catalog's Parquet files and the ingest buffer ([`table`]), and the REST API ([`rest`]).
 
+mod boundaries;
 mod error;
+pub mod flight_sql;
 mod json;
 pub mod kfl;
+mod live;
 mod prune;
 pub mod rest;
 mod service;
 pub mod snapshot;
+pub mod servicemap;
+pub mod sql;
+mod sql_rest;
 pub mod table;
 pub mod time;
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::service::{EntriesRequest, QueryService};
+use crate::servicemap::{GroupBy, ServiceMapRequest};
 use crate::time::parse_time;
 use crate::{kfl, QueryError};
 
@@ -23,11 +24,31 @@ pub struct EntriesParams {
     to: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    nodes: Option<String>,
+}
+
+/// `?nodes=a,b` → `["a", "b"]`.
+pub(crate) fn parse_nodes(nodes: Option<&str>) -> Vec<String> {
+    nodes
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn window(from: Option<&str>, to: Option<&str>) -> Result<(Option<i64>, Option<i64>), QueryError> {
+    let now = chrono::Utc::now().timestamp_micros();
+    Ok((
+        from.map(|t| parse_time(t, now)).transpose()?,
+        to.map(|t| parse_time(t, now)).transpose()?,
+    ))
 }
 
 impl EntriesParams {
     fn into_request(self) -> Result<EntriesRequest, QueryError> {
-        let now = chrono::Utc::now().timestamp_micros();
+        let (from, to) = window(self.from.as_deref(), self.to.as_deref())?;
         let limit = self
             .limit
             .map(|l| {
@@ -37,14 +58,11 @@ impl EntriesParams {
             .transpose()?;
         Ok(EntriesRequest {
             kfl: self.kfl,
-            from: self
-                .from
-                .as_deref()
-                .map(|t| parse_time(t, now))
-                .transpose()?,
-            to: self.to.as_deref().map(|t| parse_time(t, now)).transpose()?,
+            from,
+            to,
             limit,
             cursor: self.cursor,
+            nodes: parse_nodes(self.nodes.as_deref()),
         })
     }
 }
@@ -76,9 +94,7 @@ async fn values(
     Path(tag): Path<String>,
     Query(p): Query<WindowParams>,
 ) -> Result<impl IntoResponse, QueryError> {
-    let now = chrono::Utc::now().timestamp_micros();
-    let from = p.from.as_deref().map(|t| parse_time(t, now)).transpose()?;
-    let to = p.to.as_deref().map(|t| parse_time(t, now)).transpose()?;
+    let (from, to) = window(p.from.as_deref(), p.to.as_deref())?;
     let values = svc.tag_values(&tag, from, to).await?;
     Ok(Json(json!({"tag": tag, "values": values})))
 }
@@ -97,6 +113,36 @@ async fn validate(Query(p): Query<ValidateParams>) -> impl IntoResponse {
             Json(json!({"ok": false, "error": QueryError::Kfl(e).body()})),
         ),
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ServiceMapParams {
+    #[serde(default)]
+    kfl: String,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    group_by: String,
+    nodes: Option<String>,
+}
+
+async fn service_map(
+    State(svc): State<Arc<QueryService>>,
+    Query(p): Query<ServiceMapParams>,
+) -> Result<impl IntoResponse, QueryError> {
+    let (from, to) = window(p.from.as_deref(), p.to.as_deref())?;
+    let req = ServiceMapRequest {
+        kfl: p.kfl,
+        from,
+        to,
+        group_by: GroupBy::parse(&p.group_by)?,
+        nodes: parse_nodes(p.nodes.as_deref()),
+    };
+    Ok(Json(svc.service_map(&req).await?))
+}
+
+async fn boundaries(State(svc): State<Arc<QueryService>>) -> Result<impl IntoResponse, QueryError> {
+    Ok(Json(svc.boundaries().await?))
 }
 
 async fn healthz() -> &'static str {
@@ -122,6 +168,11 @@ pub fn router(svc: Arc<QueryService>) -> Router {
         .route("/api/v1/entries/{id}", get(entry))
         .route("/api/v1/kfl/validate", get(validate))
         .route("/api/v1/values/{tag}", get(values))
+        .route("/api/v1/servicemap", get(service_map))
+        .route("/api/v1/servicemap/live", get(crate::live::service_map))
+        .route("/api/v1/stream", get(crate::live::stream))
+        .route("/api/v1/boundaries", get(boundaries))
+        .route("/api/v1/sql", post(crate::sql_rest::sql))
         .merge(crate::snapshot::rest::routes())
         .with_state(svc)
 }

@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
-use datafusion::prelude::{col, lit, Expr, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{col, lit, DataFrame, Expr, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
 use serde_json::Value;
 use wiretrail_ingest::Ingest;
-use wiretrail_proto::schema::{ID, TS};
+use wiretrail_proto::schema::{ID, NODE, TS};
 use wiretrail_proto::EntryId;
 
 use crate::json::{batch_to_json, list_columns};
 use crate::kfl::{self, KflOptions};
+use crate::sql::SqlLimits;
 use crate::QueryError;
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -28,6 +30,8 @@ pub struct EntriesRequest {
     pub to: Option<i64>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Only entries captured on these nodes (`?nodes=`); empty = all.
+    pub nodes: Vec<String>,
 }
 
 /// How much of the store a query touched (the catalog prunes whole files by time).
@@ -48,9 +52,27 @@ pub struct EntriesPage {
 pub struct QueryService {
     ingest: Arc<Ingest>,
     ctx: SessionContext,
+    sql_limits: SqlLimits,
 }
 
-fn ts_lit(us: i64) -> Expr {
+/// A DataFusion session with the KFL functions and the object store of remote files; `runtime`
+/// carries per-query memory limits (SQL), `None` the shared default.
+pub(crate) fn session(ingest: &Ingest, runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
+    let config = SessionConfig::new().with_target_partitions(2);
+    let ctx = match runtime {
+        Some(rt) => SessionContext::new_with_config_rt(config, rt),
+        None => SessionContext::new_with_config(config),
+    };
+    for udf in kfl::udfs() {
+        ctx.register_udf(udf);
+    }
+    if let Some(r) = ingest.remote() {
+        ctx.register_object_store(&r.url(), r.object_store());
+    }
+    ctx
+}
+
+pub(crate) fn ts_lit(us: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(us),
         Some("UTC".into()),
@@ -77,24 +99,75 @@ fn decode_cursor(c: &str) -> Result<(i64, EntryId), QueryError> {
 
 impl QueryService {
     pub fn new(ingest: Arc<Ingest>) -> Self {
-        let config = SessionConfig::new().with_target_partitions(2);
-        let ctx = SessionContext::new_with_config(config);
-        for udf in kfl::udfs() {
-            ctx.register_udf(udf);
+        let ctx = session(&ingest, None);
+        QueryService {
+            ingest,
+            ctx,
+            sql_limits: SqlLimits::default(),
         }
-        if let Some(r) = ingest.remote() {
-            ctx.register_object_store(&r.url(), r.object_store());
-        }
-        QueryService { ingest, ctx }
+    }
+
+    /// Limits for `POST /api/v1/sql` (memory, time, rows).
+    pub fn with_sql_limits(mut self, limits: SqlLimits) -> Self {
+        self.sql_limits = limits;
+        self
+    }
+
+    pub(crate) fn sql_limits(&self) -> &SqlLimits {
+        &self.sql_limits
     }
 
     pub fn ingest(&self) -> &Arc<Ingest> {
         &self.ingest
     }
 
-    /// The session (with the KFL functions registered) for plans built outside this file.
-    pub(crate) fn ctx(&self) -> &SessionContext {
-        &self.ctx
+    /// The entries in `[from, to)` (`None` = unbounded) captured on one of `nodes` (empty =
+    /// all) that satisfy every predicate in `preds`, over a snapshot of the store: files
+    /// outside the window or ruled out by the tag index are never opened.
+    pub(crate) async fn scan(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+        mut preds: Vec<Expr>,
+        nodes: &[String],
+    ) -> Result<(DataFrame, ScanStats), QueryError> {
+        let (lo, hi) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+        if let Some(f) = from {
+            preds.push(col(TS).gt_eq(ts_lit(f)));
+        }
+        if let Some(t) = to.filter(|t| *t != i64::MAX) {
+            preds.push(col(TS).lt(ts_lit(t)));
+        }
+        if !nodes.is_empty() {
+            preds.push(col(NODE).in_list(nodes.iter().map(|n| lit(n.as_str())).collect(), false));
+        }
+        let filter = datafusion::logical_expr::utils::conjunction(preds);
+        let mut snap = self.ingest.snapshot(lo, hi).await?;
+        let by_tags =
+            crate::prune::prune_by_tags(self.ingest.catalog(), &mut snap, filter.as_ref())
+                .map_err(wiretrail_ingest::IngestError::from)?;
+        let stats = ScanStats {
+            files_scanned: snap.files.len(),
+            files_pruned: snap.files_pruned + by_tags,
+            buffered_batches: snap.buffered.len(),
+        };
+        let table = crate::table::EntriesTable::new(&snap);
+        let mut df = self.ctx.read_table(Arc::new(table))?;
+        if let Some(p) = filter {
+            df = df.filter(p)?;
+        }
+        Ok((df, stats))
+    }
+
+    /// A KFL filter as a physical expression over the entry schema, for evaluating it on
+    /// single batches (live views) with the session's functions.
+    pub(crate) fn physical_filter(
+        &self,
+        e: Expr,
+    ) -> Result<Arc<dyn datafusion::physical_expr::PhysicalExpr>, QueryError> {
+        let schema = wiretrail_proto::schema::entry_schema();
+        let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+        Ok(self.ctx.state().create_physical_expr(e, &df_schema)?)
     }
 
     /// Newest first, by (ts, id).
@@ -132,22 +205,7 @@ impl QueryService {
             }
             to = to.min(cts.saturating_add(1));
         }
-        let mut snap = self.ingest.snapshot(from, to).await?;
-        let by_tags =
-            crate::prune::prune_by_tags(self.ingest.catalog(), &mut snap, compiled.filter.as_ref())
-                .map_err(wiretrail_ingest::IngestError::from)?;
-        let stats = ScanStats {
-            files_scanned: snap.files.len(),
-            files_pruned: snap.files_pruned + by_tags,
-            buffered_batches: snap.buffered.len(),
-        };
         let mut preds: Vec<Expr> = Vec::new();
-        if req.from.is_some() {
-            preds.push(col(TS).gt_eq(ts_lit(from)));
-        }
-        if to != i64::MAX {
-            preds.push(col(TS).lt(ts_lit(to)));
-        }
         if let Some((cts, cid)) = &cursor {
             preds.push(
                 col(TS)
@@ -156,11 +214,9 @@ impl QueryService {
             );
         }
         preds.extend(compiled.filter);
-        let table = crate::table::EntriesTable::new(&snap);
-        let mut df = self.ctx.read_table(Arc::new(table))?;
-        if let Some(p) = datafusion::logical_expr::utils::conjunction(preds) {
-            df = df.filter(p)?;
-        }
+        let (df, stats) = self
+            .scan(req.from.map(|_| from), Some(to), preds, &req.nodes)
+            .await?;
         let cols = list_columns();
         let df = df
             .select_columns(&cols.iter().map(String::as_str).collect::<Vec<_>>())?

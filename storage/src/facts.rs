@@ -107,17 +107,19 @@ pub fn tags(batch: &RecordBatch) -> FileTags {
 const MINUTE_US: i64 = 60_000_000;
 
 /// The columns [`rollups`] reads (enough to recompute rollups from a file).
-pub const ROLLUP_COLUMNS: [&str; 16] = [
+pub const ROLLUP_COLUMNS: [&str; 18] = [
     "ts",
     "protocol",
     "src_name",
     "src_namespace",
     "src_service",
+    "src_workload",
     "src_pod",
     "src_node",
     "dst_name",
     "dst_namespace",
     "dst_service",
+    "dst_workload",
     "dst_pod",
     "dst_node",
     "status",
@@ -126,7 +128,7 @@ pub const ROLLUP_COLUMNS: [&str; 16] = [
     "response_size",
 ];
 /// Identity columns that make up a rollup side, in [`Side`] field order.
-const SIDE_ATTRS: [&str; 5] = ["name", "namespace", "service", "pod", "node"];
+const SIDE_ATTRS: [&str; 6] = ["name", "namespace", "service", "workload", "pod", "node"];
 
 /// Per-minute service-map rollups of a batch: (minute, protocol, src identity, dst identity) →
 /// count, errors, bytes and a latency sketch.
@@ -170,15 +172,15 @@ pub fn rollups(batch: &RecordBatch) -> HashMap<RollupKey, Rollup> {
             -1
         }
     };
-    let mut groups: HashMap<(i64, [i32; 11]), Rollup> = HashMap::new();
+    let mut groups: HashMap<(i64, [i32; 13]), Rollup> = HashMap::new();
     let mut error_by_proto: HashMap<(i32, Option<i32>), bool> = HashMap::new();
     for i in 0..batch.num_rows() {
         let minute = ts.value(i).div_euclid(MINUTE_US) * MINUTE_US;
-        let mut k = [0i32; 11];
+        let mut k = [0i32; 13];
         k[0] = key_of(protocol, i);
         for (s, cols) in sides.iter().enumerate() {
             for (a, c) in cols.iter().enumerate() {
-                k[1 + s * 5 + a] = key_of(c, i);
+                k[1 + s * 6 + a] = key_of(c, i);
             }
         }
         let st = status.is_valid(i).then(|| status.value(i));
@@ -194,10 +196,10 @@ pub fn rollups(batch: &RecordBatch) -> HashMap<RollupKey, Rollup> {
             lat,
         );
     }
-    let side = |s: usize, k: &[i32; 11]| -> Side {
+    let side = |s: usize, k: &[i32; 13]| -> Side {
         let cols = &sides[s];
         let get = |a: usize| {
-            dict_str(cols[a], k[1 + s * 5 + a])
+            dict_str(cols[a], k[1 + s * 6 + a])
                 .unwrap_or_default()
                 .to_string()
         };
@@ -205,8 +207,9 @@ pub fn rollups(batch: &RecordBatch) -> HashMap<RollupKey, Rollup> {
             name: get(0),
             namespace: get(1),
             service: get(2),
-            pod: get(3),
-            node: get(4),
+            workload: get(3),
+            pod: get(4),
+            node: get(5),
         }
     };
     groups

@@ -19,7 +19,9 @@ mod writer;
 pub use catalog::{Catalog, FileMeta, Pin};
 pub use compact::{backlog as compaction_backlog, compact, CompactionConfig, CompactionReport};
 pub use error::StorageError;
-pub use facts::{tags as batch_tags, FileTags, TagKind};
+pub use facts::{
+    merge_rollups, rollups as batch_rollups, tags as batch_tags, FileTags, TagKind, ROLLUP_COLUMNS,
+};
 pub use lock::DataDirLock;
 pub use manifest::{
     rebuild_index, repair, write_manifest, write_pins, RebuildReport, RepairReport,

@@ -17,6 +17,7 @@ pub struct Side {
     pub name: String,
     pub namespace: String,
     pub service: String,
+    pub workload: String,
     pub pod: String,
     pub node: String,
 }
@@ -51,11 +52,13 @@ impl RollupKey {
             &self.src.name,
             &self.src.namespace,
             &self.src.service,
+            &self.src.workload,
             &self.src.pod,
             &self.src.node,
             &self.dst.name,
             &self.dst.namespace,
             &self.dst.service,
+            &self.dst.workload,
             &self.dst.pod,
             &self.dst.node,
         ];
@@ -73,21 +76,22 @@ impl RollupKey {
         let minute = ts_from_key(b)?;
         let rest = std::str::from_utf8(b.get(8..)?).ok()?;
         let p: Vec<&str> = rest.split(SEP as char).collect();
-        if p.len() != 11 {
+        if p.len() != 13 {
             return None;
         }
         let side = |o: usize| Side {
             name: p[o].into(),
             namespace: p[o + 1].into(),
             service: p[o + 2].into(),
-            pod: p[o + 3].into(),
-            node: p[o + 4].into(),
+            workload: p[o + 3].into(),
+            pod: p[o + 4].into(),
+            node: p[o + 5].into(),
         };
         Some(RollupKey {
             minute,
             protocol: p[0].into(),
             src: side(1),
-            dst: side(6),
+            dst: side(7),
         })
     }
 }

@@ -50,6 +50,8 @@ pub struct Server {
     pub child: Child,
     pub http: String,
     pub flight: String,
+    /// Arrow Flight SQL (`grpc://127.0.0.1:port`).
+    pub flight_sql: String,
     pub data: PathBuf,
 }
 
@@ -67,6 +69,7 @@ impl Server {
 
     /// Starts without waiting until it answers.
     pub fn spawn_on(data: &Path, hp: u16, fp: u16, extra: &[&str]) -> Server {
+        let sp = free_port();
         let child = Command::new(BIN)
             .args(["up", "--no-capture", "--data"])
             .arg(data)
@@ -75,6 +78,8 @@ impl Server {
                 &format!("127.0.0.1:{hp}"),
                 "--flight-listen",
                 &format!("127.0.0.1:{fp}"),
+                "--flight-sql-listen",
+                &format!("127.0.0.1:{sp}"),
             ])
             .args(extra)
             .stdout(Stdio::null())
@@ -85,6 +90,7 @@ impl Server {
             child,
             http: format!("http://127.0.0.1:{hp}"),
             flight: format!("http://127.0.0.1:{fp}"),
+            flight_sql: format!("grpc://127.0.0.1:{sp}"),
             data: data.to_path_buf(),
         }
     }
@@ -518,4 +524,45 @@ pub fn reshape(
     cols[schema.index_of("ts").unwrap()] = Arc::new(ts_arr);
     assert_eq!(cols[0].len(), batch.num_rows());
     arrow::record_batch::RecordBatch::try_new(schema, cols).unwrap()
+}
+
+/// Makes `module` importable with pip if needed; `None` (after printing why) if it cannot be had.
+pub fn python_module(module: &str, package: &str) -> Option<()> {
+    let have = |m: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {m}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if have(module) {
+        return Some(());
+    }
+    let install = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            package,
+        ])
+        .output();
+    match install {
+        Ok(o) if o.status.success() && have(module) => Some(()),
+        Ok(o) => {
+            eprintln!(
+                "SKIP: cannot install {package} with pip: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIP: python3 not available: {e}");
+            None
+        }
+    }
 }

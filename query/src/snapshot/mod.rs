@@ -10,16 +10,14 @@ mod pcap;
 pub mod rest;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use arrow::array::AsArray;
 use arrow::datatypes::TimestampMicrosecondType;
-use datafusion::prelude::{col, lit, Expr};
-use datafusion::scalar::ScalarValue;
+use datafusion::prelude::{col, Expr};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
-use wiretrail_proto::schema::{ID, NODE, TS};
+use wiretrail_proto::schema::{ID, TS};
 use wiretrail_storage::Pin;
 
 pub use bundle::{
@@ -233,13 +231,6 @@ impl ExportFormat {
     }
 }
 
-fn ts_lit(us: i64) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(
-        Some(us),
-        Some("UTC".into()),
-    ))
-}
-
 /// Writes the snapshot `name` into the empty (or new) directory `out`. The entries are read
 /// with the KFL and nodes recorded at creation, oldest first; `now()` in the KFL means the
 /// creation time, so exporting twice gives the same entries.
@@ -258,19 +249,10 @@ pub async fn export(
             now_ms: pin.created_us / 1000,
         },
     )?;
-    let mut snap = svc.ingest().snapshot(pin.from, pin.to).await?;
-    crate::prune::prune_by_tags(svc.ingest().catalog(), &mut snap, compiled.filter.as_ref())
-        .map_err(wiretrail_ingest::IngestError::from)?;
-    let table = crate::table::EntriesTable::new(&snap);
-    let mut preds = vec![col(TS).gt_eq(ts_lit(pin.from)), col(TS).lt(ts_lit(pin.to))];
-    if !nodes.is_empty() {
-        preds.push(col(NODE).in_list(nodes.iter().map(|n| lit(n.as_str())).collect(), false));
-    }
-    preds.extend(compiled.filter);
-    let mut df = svc.ctx().read_table(Arc::new(table))?;
-    if let Some(p) = datafusion::logical_expr::utils::conjunction(preds) {
-        df = df.filter(p)?;
-    }
+    let preds: Vec<Expr> = compiled.filter.into_iter().collect();
+    let (mut df, _) = svc
+        .scan(Some(pin.from), Some(pin.to), preds, &nodes)
+        .await?;
     df = df.sort(vec![col(TS).sort(true, false), col(ID).sort(true, false)])?;
     if let Some(n) = compiled.limit {
         df = df.limit(0, Some(n))?;
