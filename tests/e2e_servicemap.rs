@@ -149,6 +149,9 @@ fn sql_name(ns: &Value, name: &Value, node: &Value) -> String {
     }
 }
 
+/// Count, errors, bytes and latencies of one edge, summed over SQL rows.
+type Folded = (u64, u64, u64, Vec<i64>);
+
 fn check_against_sql(server: &Server, ours: &Edges, window: (&str, &str)) {
     let (status, v) = sql(
         server,
@@ -156,7 +159,7 @@ fn check_against_sql(server: &Server, ours: &Edges, window: (&str, &str)) {
     );
     assert_eq!(status, 200, "{v}");
     // SQL groups by node too (two replicas on two nodes): fold rows that name the same edge.
-    let mut folded: BTreeMap<(String, String, String), (u64, u64, u64, Vec<i64>)> = BTreeMap::new();
+    let mut folded: BTreeMap<(String, String, String), Folded> = BTreeMap::new();
     for r in v["rows"].as_array().unwrap() {
         let key = (
             sql_name(&r["src_namespace"], &r["src"], &r["src_node"]),

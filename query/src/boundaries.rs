@@ -131,7 +131,7 @@ impl QueryService {
             .await?;
         Ok(batches.iter().find_map(|b| {
             let c = b.column(0).as_primitive::<TimestampMicrosecondType>();
-            (c.len() > 0 && c.is_valid(0)).then(|| c.value(0))
+            (!c.is_empty() && c.is_valid(0)).then(|| c.value(0))
         }))
     }
 }

@@ -7,6 +7,7 @@ pub mod flight_sql;
 mod json;
 pub mod kfl;
 mod live;
+pub mod openapi;
 mod prune;
 pub mod rest;
 mod service;

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::service::{EntriesRequest, QueryService};
 use crate::servicemap::{GroupBy, ServiceMapRequest};
+use crate::snapshot::rest as snapshot;
 use crate::time::parse_time;
 use crate::{kfl, QueryError};
 
@@ -159,20 +160,61 @@ async fn metrics(State(svc): State<Arc<QueryService>>) -> impl IntoResponse {
     )
 }
 
-/// All routes of the query service.
+async fn openapi() -> impl IntoResponse {
+    Json(crate::openapi::document())
+}
+
+/// The handler of one documented operation.
+fn handler(method: &str, path: &str) -> MethodRouter<Arc<QueryService>> {
+    match (method, path) {
+        ("get", "/healthz") => get(healthz),
+        ("get", "/metrics") => get(metrics),
+        ("get", "/api/v1/openapi.json") => get(openapi),
+        ("get", "/api/v1/entries") => get(entries),
+        ("get", "/api/v1/entries/{id}") => get(entry),
+        ("get", "/api/v1/kfl/validate") => get(validate),
+        ("get", "/api/v1/values/{tag}") => get(values),
+        ("get", "/api/v1/servicemap") => get(service_map),
+        ("get", "/api/v1/servicemap/live") => get(crate::live::service_map),
+        ("get", "/api/v1/stream") => get(crate::live::stream),
+        ("get", "/api/v1/boundaries") => get(boundaries),
+        ("post", "/api/v1/sql") => post(crate::sql_rest::sql),
+        ("get", "/api/v1/snapshots") => get(snapshot::list),
+        ("post", "/api/v1/snapshots") => post(snapshot::create),
+        ("get", "/api/v1/snapshots/{name}") => get(snapshot::show),
+        ("delete", "/api/v1/snapshots/{name}") => delete(snapshot::delete),
+        ("get", "/api/v1/snapshots/{name}/export") => get(snapshot::export),
+        _ => panic!("{method} {path} is in the OpenAPI list but has no handler"),
+    }
+}
+
+/// All routes of the query service: exactly the operations of the OpenAPI document.
 pub fn router(svc: Arc<QueryService>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/entries", get(entries))
-        .route("/api/v1/entries/{id}", get(entry))
-        .route("/api/v1/kfl/validate", get(validate))
-        .route("/api/v1/values/{tag}", get(values))
-        .route("/api/v1/servicemap", get(service_map))
-        .route("/api/v1/servicemap/live", get(crate::live::service_map))
-        .route("/api/v1/stream", get(crate::live::stream))
-        .route("/api/v1/boundaries", get(boundaries))
-        .route("/api/v1/sql", post(crate::sql_rest::sql))
-        .merge(crate::snapshot::rest::routes())
-        .with_state(svc)
+    let mut r = Router::new();
+    for op in crate::openapi::OPS {
+        r = r.route(op.path, handler(op.method, op.path));
+    }
+    r.with_state(svc)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_documented_operation_has_a_handler_and_the_document_is_valid_json() {
+        for op in crate::openapi::OPS {
+            let _ = super::handler(op.method, op.path);
+        }
+        let doc = crate::openapi::document();
+        let methods: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            methods,
+            crate::openapi::OPS.len(),
+            "one operation per method and path"
+        );
+    }
 }

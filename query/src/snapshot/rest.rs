@@ -1,4 +1,5 @@
-//! Snapshot routes: create (pin), list, show, delete, export as a tar bundle, HAR or PCAP.
+//! Snapshot handlers (routed by `rest::router` from `openapi::OPS`): create (pin), list, show,
+//! delete, export as a tar bundle, HAR or PCAP.
 //! Exports are written to a temporary directory and streamed from disk, so a large window
 //! is never held in memory; the directory is removed when the response ends.
 
@@ -10,8 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
@@ -49,7 +49,7 @@ fn json_time(v: &Option<Value>, now: i64, what: &str) -> Result<Option<i64>, Que
     }
 }
 
-async fn create(
+pub(crate) async fn create(
     State(svc): State<Arc<QueryService>>,
     body: Bytes,
 ) -> Result<impl IntoResponse, QueryError> {
@@ -70,11 +70,13 @@ async fn create(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-async fn list(State(svc): State<Arc<QueryService>>) -> Result<impl IntoResponse, QueryError> {
+pub(crate) async fn list(
+    State(svc): State<Arc<QueryService>>,
+) -> Result<impl IntoResponse, QueryError> {
     Ok(Json(json!({ "snapshots": super::list(&svc)? })))
 }
 
-async fn show(
+pub(crate) async fn show(
     State(svc): State<Arc<QueryService>>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, QueryError> {
@@ -83,7 +85,7 @@ async fn show(
     )?)))
 }
 
-async fn delete(
+pub(crate) async fn delete(
     State(svc): State<Arc<QueryService>>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, QueryError> {
@@ -92,7 +94,7 @@ async fn delete(
 }
 
 #[derive(Debug, Deserialize)]
-struct ExportParams {
+pub(crate) struct ExportParams {
     #[serde(default)]
     format: String,
 }
@@ -121,7 +123,7 @@ impl Drop for TempDir {
     }
 }
 
-async fn export(
+pub(crate) async fn export(
     State(svc): State<Arc<QueryService>>,
     Path(name): Path<String>,
     Query(p): Query<ExportParams>,
@@ -183,12 +185,4 @@ async fn export(
     }
     resp.body(Body::from_stream(stream))
         .map_err(|e| QueryError::Io(format!("cannot build the response: {e}")))
-}
-
-/// The snapshot routes, merged into the query service's router.
-pub fn routes() -> Router<Arc<QueryService>> {
-    Router::new()
-        .route("/api/v1/snapshots", get(list).post(create))
-        .route("/api/v1/snapshots/{name}", get(show).delete(delete))
-        .route("/api/v1/snapshots/{name}/export", get(export))
 }
