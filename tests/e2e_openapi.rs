@@ -67,6 +67,8 @@ fn schemathesis_finds_no_server_errors() {
             "/(stream|servicemap/live)$",
         ])
         .env("NO_COLOR", "1")
+        // It keeps a cache in the working directory: not in the repo.
+        .current_dir(&dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -124,3 +124,59 @@ fn chrono_like(us: i64) -> String {
         rem % 60
     )
 }
+
+/// `limit(n)` caps the whole answer, not the first page: following cursors with a page size
+/// smaller than n returns exactly the newest n matching entries, in order, each once.
+#[test]
+fn kfl_limit_is_exact_across_pages() {
+    if !corpus_available() {
+        return;
+    }
+    let dir = temp_dir("limitpages");
+    let server = Server::start(&dir.join("data"));
+    import(&[
+        "--server",
+        &server.flight,
+        pcap("http1_keepalive.pcap").to_str().unwrap(),
+        pcap("dns_udp.pcap").to_str().unwrap(),
+    ]);
+    let all: Vec<String> = server
+        .all("dns", None, None)
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(all.len() > 7, "{}", all.len());
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut q = vec![
+            ("kfl", "dns and limit(7)".to_string()),
+            ("limit", "3".into()),
+        ];
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let v: serde_json::Value = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/entries", server.http))
+            .query(&q)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        pages += 1;
+        got.extend(
+            v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "3 + 3 + 1");
+    assert_eq!(got, all[..7].to_vec());
+}

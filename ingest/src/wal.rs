@@ -103,8 +103,8 @@ pub fn encode(agent: &str, seq: u64, batch: &RecordBatch) -> Result<Vec<u8>, Ing
     payload.extend_from_slice(&agent_len.to_le_bytes());
     payload.extend_from_slice(agent_bytes);
     payload.extend_from_slice(&seq.to_le_bytes());
-    // LZ4: the WAL's write bandwidth, not CPU, bounded ingest with bodies (bench/RESULTS.md);
-    // compressed records are ~3× smaller and LZ4 costs less than the bytes it saves.
+    // LZ4: uncompressed records made the WAL write ~2.9× the bytes received (1,898 vs 648
+    // B/entry with bodies); compressed, it writes 669 (bench/RESULTS.md, ingest runs 3 and 4).
     let options =
         IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
     let mut w = StreamWriter::try_new_with_options(&mut payload, &batch.schema(), options)?;

@@ -83,17 +83,30 @@ fn id_lit(id: &EntryId) -> Expr {
     lit(ScalarValue::FixedSizeBinary(16, Some(id.0.to_vec())))
 }
 
-/// `ts_us.id` of the last entry of a page; the next page starts strictly after it.
-fn encode_cursor(ts: i64, id: &EntryId) -> String {
-    format!("{ts}.{id}")
+/// `ts_us.id` of the last entry of a page, plus `.remaining` under a KFL `limit(n)`; the next page
+/// starts strictly after it.
+fn encode_cursor(ts: i64, id: &EntryId, remaining: Option<usize>) -> String {
+    match remaining {
+        Some(r) => format!("{ts}.{id}.{r}"),
+        None => format!("{ts}.{id}"),
+    }
 }
 
-fn decode_cursor(c: &str) -> Result<(i64, EntryId), QueryError> {
+fn decode_cursor(c: &str) -> Result<(i64, EntryId, Option<usize>), QueryError> {
     let bad = || QueryError::BadRequest("invalid cursor: pass next_cursor back unchanged".into());
-    let (ts, id) = c.split_once('.').ok_or_else(bad)?;
+    let mut parts = c.split('.');
+    let (ts, id) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+    let remaining = parts
+        .next()
+        .map(|r| r.parse::<usize>().map_err(|_| bad()))
+        .transpose()?;
+    if parts.next().is_some() {
+        return Err(bad());
+    }
     Ok((
         ts.parse().map_err(|_| bad())?,
         EntryId::parse(id).map_err(|_| bad())?,
+        remaining,
     ))
 }
 
@@ -180,33 +193,24 @@ impl QueryService {
                 "limit must be between 1 and {MAX_LIMIT}"
             )));
         }
-        let kfl_cap = compiled.limit;
-        if let Some(n) = kfl_cap {
-            limit = limit.min(n);
-        }
         let from = req.from.unwrap_or(i64::MIN);
         let mut to = req.to.unwrap_or(i64::MAX);
         if from >= to {
             return Err(QueryError::BadRequest("`from` must be before `to`".into()));
         }
         let cursor = req.cursor.as_deref().map(decode_cursor).transpose()?;
-        if let Some((cts, _)) = cursor {
-            if kfl_cap.is_some() {
-                // limit(n) caps the whole result, which the first page already returned.
-                return Ok(EntriesPage {
-                    entries: vec![],
-                    next_cursor: None,
-                    stats: ScanStats {
-                        files_scanned: 0,
-                        files_pruned: 0,
-                        buffered_batches: 0,
-                    },
-                });
-            }
+        // `limit(n)` caps the whole result across pages: the cursor carries what is left.
+        let remaining = compiled
+            .limit
+            .map(|n| cursor.as_ref().and_then(|c| c.2).unwrap_or(n).min(n));
+        if let Some(r) = remaining {
+            limit = limit.min(r);
+        }
+        if let Some((cts, _, _)) = cursor {
             to = to.min(cts.saturating_add(1));
         }
         let mut preds: Vec<Expr> = Vec::new();
-        if let Some((cts, cid)) = &cursor {
+        if let Some((cts, cid, _)) = &cursor {
             preds.push(
                 col(TS)
                     .lt(ts_lit(*cts))
@@ -244,10 +248,11 @@ impl QueryService {
                 entries.push(v);
             }
         }
-        let more =
-            batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit && kfl_cap.is_none();
+        let left = remaining.map(|r| r - entries.len());
+        let more = batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit
+            && left.is_none_or(|l| l > 0);
         let next_cursor = if more {
-            last.map(|(t, id)| encode_cursor(t, &id))
+            last.map(|(t, id)| encode_cursor(t, &id, left))
         } else {
             None
         };
