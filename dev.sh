@@ -21,8 +21,11 @@ install_system_packages() {
   command -v clang >/dev/null 2>&1 || missing+=(clang)
   ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  # tshark: tests/e2e_snapshot.rs opens the rebuilt PCAP of a snapshot export with it (the
+  # test skips with a printed reason without it).
+  command -v tshark >/dev/null 2>&1 || missing+=(tshark)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "dev.sh: installing ${missing[*]} (needed to build RocksDB's bindings)" >&2
+    echo "dev.sh: installing ${missing[*]} (RocksDB's bindings need clang; the snapshot test needs tshark)" >&2
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq

@@ -4,6 +4,7 @@
 mod import;
 mod query_cmd;
 mod server;
+mod snapshot_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ enum Command {
     /// Maintain the RocksDB index of a data dir.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Snapshots for auditors: pin a window, export it as a verifiable bundle, verify, import.
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCommand),
 }
 
 #[derive(Subcommand)]
@@ -109,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             Command::Import(a) => import::run(a).await,
             Command::Query(a) => query_cmd::run(a).await,
             Command::Index(IndexCommand::Rebuild { data }) => index_rebuild(&data),
+            Command::Snapshot(c) => snapshot_cmd::run(c).await,
         }
     })
 }

@@ -16,6 +16,14 @@ pub enum QueryError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request clashes with what exists (a snapshot name already taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// A file of ours (a snapshot bundle) could not be read or written; the message names it.
+    #[error("{0}")]
+    Io(String),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
     Ingest(#[from] wiretrail_ingest::IngestError),
     #[error("query engine: {0}")]
@@ -35,6 +43,7 @@ impl QueryError {
         match self {
             QueryError::Kfl(_) | QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::Conflict(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -12,6 +12,7 @@ mod prune;
 pub mod rest;
 mod service;
 pub mod servicemap;
+pub mod snapshot;
 pub mod sql;
 mod sql_rest;
 pub mod table;

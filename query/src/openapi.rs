@@ -230,7 +230,76 @@ pub(crate) const OPS: &[Op] = &[
         ),
         websocket: false,
     },
+    Op {
+        method: "get",
+        path: "/api/v1/snapshots",
+        summary: "Snapshots for auditors (pinned windows and the query they select with)",
+        params: &[],
+        body: None,
+        ok: (
+            "application/json",
+            r##"{"type":"object","required":["snapshots"],"properties":{"snapshots":{"type":"array","items":{"$ref":"#/components/schemas/Snapshot"}}}}"##,
+        ),
+        websocket: false,
+    },
+    Op {
+        method: "post",
+        path: "/api/v1/snapshots",
+        summary: "Pin a window (retention keeps it) and record its KFL and nodes; 201, 409 if the name is taken",
+        params: &[],
+        body: Some(r##"{"$ref":"#/components/schemas/SnapshotCreate"}"##),
+        ok: (
+            "application/json",
+            r##"{"$ref":"#/components/schemas/Snapshot"}"##,
+        ),
+        websocket: false,
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/snapshots/{name}",
+        summary: "One snapshot",
+        params: &[SNAPSHOT],
+        body: None,
+        ok: (
+            "application/json",
+            r##"{"$ref":"#/components/schemas/Snapshot"}"##,
+        ),
+        websocket: false,
+    },
+    Op {
+        method: "delete",
+        path: "/api/v1/snapshots/{name}",
+        summary: "Unpin a snapshot (exported bundles are unaffected)",
+        params: &[SNAPSHOT],
+        body: None,
+        ok: (
+            "application/json",
+            r#"{"type":"object","required":["deleted"],"properties":{"deleted":{"type":"string"}}}"#,
+        ),
+        websocket: false,
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/snapshots/{name}/export",
+        summary: "Export a snapshot: the bundle as a tar (default), or its HAR (JSON) or PCAP alone",
+        params: &[
+            SNAPSHOT,
+            (
+                "format",
+                In::Query,
+                false,
+                r#"{"type":"string","enum":["bundle","har","pcap"]}"#,
+                "what to export (default bundle)",
+            ),
+        ],
+        body: None,
+        // A tar, HAR JSON or PCAP, by `format`.
+        ok: ("*/*", "{}"),
+        websocket: false,
+    },
 ];
+
+const SNAPSHOT: Param = ("name", In::Path, true, STR, "snapshot name");
 
 fn schema(s: &str) -> Value {
     serde_json::from_str(s).expect("the schemas in OPS are valid JSON")
@@ -268,6 +337,14 @@ fn components() -> Value {
         "SqlRequest": {"type": "object", "required": ["sql"], "additionalProperties": false, "properties": {
             "sql": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},
             "timeout_ms": {"type": "integer", "minimum": 0}}},
+        "Snapshot": {"type": "object", "required": ["name", "from", "to", "from_us", "to_us", "kfl", "nodes", "created"],
+            "properties": {"name": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},
+                "from_us": {"type": "integer"}, "to_us": {"type": "integer"}, "kfl": {"type": "string"},
+                "nodes": {"type": "array", "items": {"type": "string"}}, "created": {"type": "string"},
+                "imported": {"type": "object"}}},
+        "SnapshotCreate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": {"type": "string"}, "from": {"type": ["string", "integer"]}, "to": {"type": ["string", "integer"]},
+            "kfl": {"type": "string"}, "nodes": {"type": "array", "items": {"type": "string"}}}},
         "SqlAnswer": {"type": "object", "required": ["columns", "row_count", "truncated", "rows"], "properties": {
             "columns": {"type": "array", "items": {"type": "object"}}, "row_count": {"type": "integer"},
             "truncated": {"type": "boolean"}, "rows": {"type": "array", "items": {"type": "object"}}}}
