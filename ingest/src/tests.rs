@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use tokio::net::TcpListener;
@@ -118,8 +119,19 @@ async fn acked_batches_survive_restart_exactly_once() {
         drop(stop);
         server.await.unwrap();
     }
-    // The lock is released by the kernel when the owner goes away; the WAL is replayed.
-    let ingest = Ingest::open(&dir, IngestConfig::default()).await.unwrap();
+    // The lock is released when the owner goes away; the WAL is replayed. In-process, the
+    // "owner" is every task holding the Ingest: a connection task of the stopped server can
+    // outlive `server.await` by a moment on a loaded machine, so wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ingest = loop {
+        match Ingest::open(&dir, IngestConfig::default()).await {
+            Ok(i) => break i,
+            Err(e) if e.to_string().contains("in use") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("reopen after the crash: {e}"),
+        }
+    };
     assert_eq!(rows_in(&ingest).await, 4050);
     assert_eq!(
         ingest.buffered_rows().await,

@@ -243,10 +243,12 @@ pub async fn export(
     let pin = find(svc, name)?;
     let kfl_text = kfl_of(&pin);
     let nodes = nodes_of(&pin);
+    // `now()` in a snapshot's KFL is its creation time, so two exports give the same entries.
     let compiled = kfl::compile(
         &kfl_text,
         &KflOptions {
             now_ms: pin.created_us / 1000,
+            ..svc.kfl_options()
         },
     )?;
     let preds: Vec<Expr> = compiled.filter.into_iter().collect();
