@@ -209,3 +209,36 @@ fn pipelined_requests_pair_in_order() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `wiretrail query --data` with a relative data dir reads the Parquet files (DataFusion's
+/// local store needs absolute paths; the table makes them so).
+#[test]
+fn query_reads_a_relative_data_dir() {
+    if !corpus_available() {
+        return;
+    }
+    let dir = temp_dir("reldata");
+    import(&[
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        pcap("http1_keepalive.pcap").to_str().unwrap(),
+    ]);
+    let out = std::process::Command::new(BIN)
+        .current_dir(&dir)
+        .args([
+            "query", "--data", "data", "--format", "json", "--limit", "10000", "http",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rows["entries"].as_array().unwrap().len(),
+        http_truth("http1_keepalive").len(),
+        "every HTTP request tshark sees"
+    );
+}

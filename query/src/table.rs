@@ -41,7 +41,9 @@ impl EntriesTable {
         let files = local
             .iter()
             .map(|f| {
+                // DataFusion's local object store wants absolute paths (`--data ./dir` is not).
                 let path = snapshot.dir.entry_file(&f.path);
+                let path = std::path::absolute(&path).unwrap_or(path);
                 (path.to_string_lossy().into_owned(), f.bytes)
             })
             .collect();
