@@ -36,10 +36,6 @@ where
     }
 }
 
-fn import_cluster(server: &Server, extra: &[&str]) {
-    import_cluster_mix(&server.flight, extra);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_tail_and_live_service_map() {
     if !corpus_available() {
@@ -66,7 +62,7 @@ async fn live_tail_and_live_service_map() {
     let mut live_map = connect(&server, "/api/v1/servicemap/live?group_by=workload").await;
     let mut limited = connect(&server, "/api/v1/stream?kfl=dns%20and%20limit(3)").await;
     let srv = &server;
-    tokio::task::block_in_place(|| import_cluster(srv, &["--batch-rows", "100"]));
+    tokio::task::block_in_place(|| import_cluster_mix(&srv.flight, &["--batch-rows", "100"]));
 
     // The tail: exactly the stored entries that match, each once.
     let want = server.count(r#"http and src.namespace == "shop""#);
@@ -147,7 +143,7 @@ async fn live_tail_and_live_service_map() {
             .await
             .unwrap();
     for _ in 0..16 {
-        tokio::task::block_in_place(|| import_cluster(srv, &["--batch-rows", "20"]));
+        tokio::task::block_in_place(|| import_cluster_mix(&srv.flight, &["--batch-rows", "20"]));
     }
     let mut dropped = 0;
     let mut entries = 0;

@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::headers;
 use crate::QueryError;
 
 /// Protocols whose entries are HTTP exchanges.
@@ -85,21 +86,6 @@ pub fn count_entries(path: &Path) -> Result<u64, String> {
         .as_array()
         .map(|a| a.len() as u64)
         .ok_or_else(|| "no log.entries array".to_string())
-}
-
-fn headers(v: &Value) -> Vec<(String, String)> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|h| {
-                    (
-                        h["name"].as_str().unwrap_or_default().to_string(),
-                        h["value"].as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {

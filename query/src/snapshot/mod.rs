@@ -29,6 +29,22 @@ use crate::kfl::{self, KflOptions};
 use crate::time::format_ts;
 use crate::{QueryError, QueryService};
 
+/// `[{name, value}]` headers of an entry's JSON as pairs (HAR and PCAP both rebuild messages).
+fn headers(v: &Value) -> Vec<(String, String)> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| {
+                    (
+                        h["name"].as_str().unwrap_or_default().to_string(),
+                        h["value"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What a snapshot selects; times are µs since the epoch, `[from, to)`; `None` = the oldest
 /// (newest) entry stored when the snapshot is created.
 #[derive(Debug, Clone, Default)]

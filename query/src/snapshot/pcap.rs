@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::har::body_bytes;
+use super::headers;
 use crate::QueryError;
 
 /// TCP payload per segment (Ethernet MTU 1500 − IPv4 − TCP headers).
@@ -59,21 +60,6 @@ pub struct PcapBuilder {
     conns: HashMap<ConnKey, Vec<Exchange>>,
     entries: u64,
     left_out: BTreeMap<String, u64>,
-}
-
-fn headers(v: &Value) -> Vec<(String, String)> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|h| {
-                    (
-                        h["name"].as_str().unwrap_or_default().to_string(),
-                        h["value"].as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Header block + body. Bodies are stored decoded, so framing headers are replaced by one
