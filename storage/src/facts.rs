@@ -212,18 +212,19 @@ pub fn rollups(batch: &RecordBatch) -> HashMap<RollupKey, Rollup> {
             node: get(5),
         }
     };
-    groups
-        .into_iter()
-        .map(|((minute, k), r)| {
-            let key = RollupKey {
-                minute,
-                protocol: dict_str(protocol, k[0]).unwrap_or_default().to_string(),
-                src: side(0, &k),
-                dst: side(1, &k),
-            };
-            (key, r)
-        })
-        .collect()
+    // Two dictionary keys can stand for the same string (a dictionary concatenated from several
+    // batches is not deduplicated), so groups are merged by their strings, never overwritten.
+    let mut out: HashMap<RollupKey, Rollup> = HashMap::with_capacity(groups.len());
+    for ((minute, k), r) in groups {
+        let key = RollupKey {
+            minute,
+            protocol: dict_str(protocol, k[0]).unwrap_or_default().to_string(),
+            src: side(0, &k),
+            dst: side(1, &k),
+        };
+        out.entry(key).or_default().merge(&r);
+    }
+    out
 }
 
 fn dict_str(d: &DictionaryArray<Int32Type>, key: i32) -> Option<&str> {
@@ -236,5 +237,68 @@ fn dict_str(d: &DictionaryArray<Int32Type>, key: i32) -> Option<&str> {
 pub fn merge_rollups(a: &mut HashMap<RollupKey, Rollup>, b: HashMap<RollupKey, Rollup>) {
     for (k, r) in b {
         a.entry(k).or_default().merge(&r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, Int32Array};
+    use arrow::datatypes::Int32Type;
+    use arrow::record_batch::RecordBatch;
+    use wiretrail_proto::{Endpoint, Entry, EntryBatchBuilder, EntryId, Identity};
+
+    /// `n` entries of one edge in one minute whose dictionary columns hold every value twice,
+    /// rows alternating between the two keys, as a dictionary concatenated from batches does.
+    fn batch_with_duplicate_dictionary_values(n: usize) -> RecordBatch {
+        let mut b = EntryBatchBuilder::new();
+        for i in 0..n {
+            let mut e = Entry::new(EntryId::new(1, "n", i as u32), 1, "n", "http", "pcap");
+            for (ep, name) in [(&mut e.src, "a"), (&mut e.dst, "b")] {
+                *ep = Endpoint {
+                    ip: "10.0.0.1".into(),
+                    port: 80,
+                    identity: Identity {
+                        name: name.into(),
+                        namespace: Some("ns".into()),
+                        ..Default::default()
+                    },
+                };
+            }
+            e.request_size = 1;
+            e.response_size = 1;
+            b.push(&e);
+        }
+        let batch = b.finish().unwrap();
+        let cols: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| match c.as_dictionary_opt::<Int32Type>() {
+                Some(d) => {
+                    let len = d.values().len() as i32;
+                    let keys = Int32Array::from_iter((0..d.len()).map(|i| {
+                        d.keys()
+                            .is_valid(i)
+                            .then(|| d.keys().value(i) + if i % 2 == 1 { len } else { 0 })
+                    }));
+                    let values =
+                        arrow::compute::concat(&[d.values().as_ref(), d.values().as_ref()])
+                            .unwrap();
+                    Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).unwrap())
+                }
+                None => c.clone(),
+            })
+            .collect();
+        RecordBatch::try_new(batch.schema(), cols).unwrap()
+    }
+
+    #[test]
+    fn rollups_merge_dictionary_keys_with_the_same_string() {
+        let r = super::rollups(&batch_with_duplicate_dictionary_values(10));
+        assert_eq!(r.len(), 1, "one edge: {:?}", r.keys());
+        let (_, v) = r.into_iter().next().unwrap();
+        assert_eq!(v.count, 10, "every row counted once");
+        assert_eq!(v.bytes, 20);
     }
 }
