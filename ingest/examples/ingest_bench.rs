@@ -72,6 +72,10 @@ struct Args {
     /// Capture-time rate of the replicated rows: consecutive rows of a sender are 1/rate apart.
     #[arg(long, env = "BENCH_TS_RATE", default_value_t = 200_000)]
     ts_rate: u64,
+    /// Capture time of every sender's first row, µs since the epoch (default: now). With a low
+    /// `--ts-rate` this spreads a large store over days (bench/query_24m.py).
+    #[arg(long, env = "BENCH_T0_US")]
+    t0_us: Option<i64>,
 }
 
 /// Source rows sorted by `ts`, repeated so any window of `batch_rows` is one zero-copy slice.
@@ -376,9 +380,12 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 async fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
     let src = Arc::new(load_source(&args.source, args.batch_rows.max(1))?);
-    let t0_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_micros() as i64;
+    let t0_us = match args.t0_us {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_micros() as i64,
+    };
     let cpu0 = cpu_seconds();
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.concurrency.max(1))

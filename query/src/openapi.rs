@@ -129,6 +129,18 @@ pub(crate) const OPS: &[Op] = &[
     },
     Op {
         method: "get",
+        path: "/api/v1/count",
+        summary: "How many entries in a window match a KFL filter (`limit(n)` caps it)",
+        params: &[KFL, FROM, TO, NODES],
+        body: None,
+        ok: (
+            "application/json",
+            r#"{"type":"object","required":["count","stats"],"properties":{"count":{"type":"integer"},"stats":{"type":"object"}}}"#,
+        ),
+        websocket: false,
+    },
+    Op {
+        method: "get",
         path: "/api/v1/entries/{id}",
         summary: "One full entry (headers, bodies, protocol detail)",
         params: &[("id", In::Path, true, STR, "26-character entry id")],

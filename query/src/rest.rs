@@ -76,6 +76,18 @@ async fn entries(
     Ok(Json(page))
 }
 
+async fn count(
+    State(svc): State<Arc<QueryService>>,
+    Query(p): Query<EntriesParams>,
+) -> Result<impl IntoResponse, QueryError> {
+    if p.limit.is_some() || p.cursor.is_some() {
+        return Err(QueryError::BadRequest(
+            "count takes kfl, from, to and nodes (no limit or cursor)".into(),
+        ));
+    }
+    Ok(Json(svc.count(&p.into_request()?).await?))
+}
+
 async fn entry(
     State(svc): State<Arc<QueryService>>,
     Path(id): Path<String>,
@@ -175,6 +187,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<QueryService>> {
         ("get", "/api/v1/openapi.json") => get(openapi),
         ("get", "/api/v1/entries") => get(entries),
         ("get", "/api/v1/entries/{id}") => get(entry),
+        ("get", "/api/v1/count") => get(count),
         ("get", "/api/v1/kfl/validate") => get(validate),
         ("get", "/api/v1/values/{tag}") => get(values),
         ("get", "/api/v1/servicemap") => get(service_map),

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{col, lit, DataFrame, Expr, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
 use serde_json::Value;
-use wiretrail_ingest::Ingest;
+use wiretrail_ingest::{Ingest, Snapshot};
 use wiretrail_proto::schema::{ID, NODE, TS};
 use wiretrail_proto::EntryId;
 
@@ -20,6 +22,9 @@ use crate::sql::SqlLimits;
 use crate::QueryError;
 
 pub const DEFAULT_LIMIT: usize = 100;
+/// First slice of a newest-first page (see [`QueryService::newest_first`]): one minute, then
+/// 4×, 16×, … (seven slices reach three days).
+const SLICE_US: i64 = 60_000_000;
 pub const MAX_LIMIT: usize = 10_000;
 
 /// One page request; times are µs since the epoch, `[from, to)`.
@@ -49,29 +54,50 @@ pub struct EntriesPage {
     pub stats: ScanStats,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct CountResult {
+    pub count: usize,
+    pub stats: ScanStats,
+}
+
 pub struct QueryService {
     ingest: Arc<Ingest>,
     ctx: SessionContext,
+    /// Parquet footers and page indexes of recently read files, shared by every session:
+    /// decoding them was most of a short query's time (files are immutable, names unique).
+    meta_cache: Arc<FileMetadataCache>,
     sql_limits: SqlLimits,
     /// KFL user macros (`--kfl-macro`), on top of the defaults.
     macros: Vec<(String, String)>,
 }
 
-/// A DataFusion session with the KFL functions and the object store of remote files; `runtime`
-/// carries per-query memory limits (SQL), `None` the shared default.
-pub(crate) fn session(ingest: &Ingest, runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
+/// Bytes of Parquet metadata kept in memory across queries.
+const METADATA_CACHE_BYTES: usize = 128 << 20;
+
+/// A DataFusion session with the KFL functions, the shared Parquet metadata cache and the object
+/// store of remote files; `runtime` starts from a builder with per-query limits (SQL).
+pub(crate) fn session(
+    ingest: &Ingest,
+    meta_cache: &Arc<FileMetadataCache>,
+    runtime: RuntimeEnvBuilder,
+) -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new().with_target_partitions(2);
-    let ctx = match runtime {
-        Some(rt) => SessionContext::new_with_config_rt(config, rt),
-        None => SessionContext::new_with_config(config),
-    };
+    let runtime = runtime
+        .with_cache_manager(
+            // The limit is applied to the shared cache on every build: keep it the same.
+            CacheManagerConfig::default()
+                .with_file_metadata_cache(Some(meta_cache.clone()))
+                .with_metadata_cache_limit(METADATA_CACHE_BYTES),
+        )
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     for udf in kfl::udfs() {
         ctx.register_udf(udf);
     }
     if let Some(r) = ingest.remote() {
         ctx.register_object_store(&r.url(), r.object_store());
     }
-    ctx
+    Ok(ctx)
 }
 
 pub(crate) fn ts_lit(us: i64) -> Expr {
@@ -83,6 +109,14 @@ pub(crate) fn ts_lit(us: i64) -> Expr {
 
 fn id_lit(id: &EntryId) -> Expr {
     lit(ScalarValue::FixedSizeBinary(16, Some(id.0.to_vec())))
+}
+
+/// Smallest and largest `ts` of a buffered batch.
+fn batch_ts_range(b: &RecordBatch) -> Option<(i64, i64)> {
+    let ts = b
+        .column_by_name(TS)?
+        .as_primitive_opt::<TimestampMicrosecondType>()?;
+    Some((arrow::compute::min(ts)?, arrow::compute::max(ts)?))
 }
 
 /// `ts_us.id` of the last entry of a page, plus `.remaining` under a KFL `limit(n)`; the next page
@@ -114,10 +148,15 @@ fn decode_cursor(c: &str) -> Result<(i64, EntryId, Option<usize>), QueryError> {
 
 impl QueryService {
     pub fn new(ingest: Arc<Ingest>) -> Self {
-        let ctx = session(&ingest, None);
+        let meta_cache: Arc<FileMetadataCache> = Arc::new(
+            DefaultCache::new(METADATA_CACHE_BYTES).with_name("wiretrail-parquet-metadata"),
+        );
+        let ctx = session(&ingest, &meta_cache, RuntimeEnvBuilder::new())
+            .expect("the default DataFusion runtime builds");
         QueryService {
             ingest,
             ctx,
+            meta_cache,
             sql_limits: SqlLimits::default(),
             macros: kfl::default_macros(),
         }
@@ -150,6 +189,14 @@ impl QueryService {
         &self.sql_limits
     }
 
+    /// A session for one query with its own runtime limits (SQL), sharing the metadata cache.
+    pub(crate) fn session_with(
+        &self,
+        runtime: RuntimeEnvBuilder,
+    ) -> Result<SessionContext, QueryError> {
+        session(&self.ingest, &self.meta_cache, runtime)
+    }
+
     pub fn ingest(&self) -> &Arc<Ingest> {
         &self.ingest
     }
@@ -161,9 +208,22 @@ impl QueryService {
         &self,
         from: Option<i64>,
         to: Option<i64>,
-        mut preds: Vec<Expr>,
+        preds: Vec<Expr>,
         nodes: &[String],
     ) -> Result<(DataFrame, ScanStats), QueryError> {
+        let (snap, filter, stats) = self.pruned_snapshot(from, to, preds, nodes).await?;
+        Ok((self.frame(&snap, filter)?, stats))
+    }
+
+    /// The snapshot of `[from, to)` minus the files the tag index rules out, and the whole
+    /// filter (window, nodes and `preds`).
+    async fn pruned_snapshot(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+        mut preds: Vec<Expr>,
+        nodes: &[String],
+    ) -> Result<(Snapshot, Option<Expr>, ScanStats), QueryError> {
         let (lo, hi) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
         if let Some(f) = from {
             preds.push(col(TS).gt_eq(ts_lit(f)));
@@ -184,12 +244,17 @@ impl QueryService {
             files_pruned: snap.files_pruned + by_tags,
             buffered_batches: snap.buffered.len(),
         };
-        let table = crate::table::EntriesTable::new(&snap);
+        Ok((snap, filter, stats))
+    }
+
+    /// The rows of `snap` that satisfy `filter`.
+    fn frame(&self, snap: &Snapshot, filter: Option<Expr>) -> Result<DataFrame, QueryError> {
+        let table = crate::table::EntriesTable::new(snap);
         let mut df = self.ctx.read_table(Arc::new(table))?;
         if let Some(p) = filter {
             df = df.filter(p)?;
         }
-        Ok((df, stats))
+        Ok(df)
     }
 
     /// A KFL filter as a physical expression over the entry schema, for evaluating it on
@@ -237,15 +302,12 @@ impl QueryService {
             );
         }
         preds.extend(compiled.filter);
-        let (df, stats) = self
-            .scan(req.from.map(|_| from), Some(to), preds, &req.nodes)
+        let (snap, filter, mut stats) = self
+            .pruned_snapshot(req.from.map(|_| from), Some(to), preds, &req.nodes)
             .await?;
-        let cols = list_columns();
-        let df = df
-            .select_columns(&cols.iter().map(String::as_str).collect::<Vec<_>>())?
-            .sort(vec![col(TS).sort(false, false), col(ID).sort(false, false)])?
-            .limit(0, Some(limit + 1))?;
-        let batches = df.collect().await?;
+        let batches = self
+            .newest_first(&snap, filter, from, to, limit + 1, &mut stats)
+            .await?;
         let mut entries = Vec::with_capacity(limit + 1);
         let mut last: Option<(i64, EntryId)> = None;
         for b in &batches {
@@ -279,6 +341,94 @@ impl QueryService {
         Ok(EntriesPage {
             entries,
             next_cursor,
+            stats,
+        })
+    }
+
+    /// Up to `want` rows of `snap` matching `filter`, newest first by (ts, id), with the list
+    /// columns. Reads the window in slices from its newest end (a minute, then 4×, 16×, …
+    /// as long as rows are missing), so a first page touches the newest files only instead of
+    /// sorting the whole window. Slices are disjoint in time, so their results concatenate in
+    /// order. `stats.files_scanned` becomes the number of files actually read.
+    async fn newest_first(
+        &self,
+        snap: &Snapshot,
+        filter: Option<Expr>,
+        from: i64,
+        to: i64,
+        want: usize,
+        stats: &mut ScanStats,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let buffered = snap.buffered.iter().filter_map(|b| batch_ts_range(b));
+        let (oldest, newest) = snap
+            .files
+            .iter()
+            .map(|f| (f.min_ts, f.max_ts))
+            .chain(buffered)
+            .fold((i64::MAX, i64::MIN), |(lo, hi), (a, b)| {
+                (lo.min(a), hi.max(b))
+            });
+        if oldest > newest {
+            return Ok(Vec::new());
+        }
+        let (floor, mut hi) = (from.max(oldest), to.min(newest.saturating_add(1)));
+        let cols = list_columns();
+        let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let (mut out, mut got, mut step, mut read) = (Vec::new(), 0, SLICE_US, 0);
+        while got < want && hi > floor {
+            let lo = hi.saturating_sub(step).max(floor);
+            let mut slice = Snapshot {
+                dir: snap.dir.clone(),
+                remote: snap.remote.clone(),
+                files: Vec::new(),
+                files_pruned: 0,
+                buffered: snap.buffered.clone(),
+            };
+            slice.files = snap
+                .files
+                .iter()
+                .filter(|f| f.max_ts >= lo && f.min_ts < hi)
+                .cloned()
+                .collect();
+            read += slice.files.len();
+            let window = col(TS).gt_eq(ts_lit(lo)).and(col(TS).lt(ts_lit(hi)));
+            let f = Some(filter.clone().map_or(window.clone(), |f| f.and(window)));
+            let batches = self
+                .frame(&slice, f)?
+                .select_columns(&cols)?
+                .sort(vec![col(TS).sort(false, false), col(ID).sort(false, false)])?
+                .limit(0, Some(want - got))?
+                .collect()
+                .await?;
+            got += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+            out.extend(batches);
+            hi = lo;
+            step = step.saturating_mul(4);
+        }
+        stats.files_scanned = read;
+        Ok(out)
+    }
+
+    /// How many entries in the window match (`limit(n)` caps it at n), for totals next to a
+    /// page. Only the columns the filter needs are read.
+    pub async fn count(&self, req: &EntriesRequest) -> Result<CountResult, QueryError> {
+        let compiled = kfl::compile(&req.kfl, &self.kfl_options())?;
+        if let (Some(f), Some(t)) = (req.from, req.to) {
+            if f >= t {
+                return Err(QueryError::BadRequest("`from` must be before `to`".into()));
+            }
+        }
+        let (df, stats) = self
+            .scan(
+                req.from,
+                req.to,
+                compiled.filter.into_iter().collect(),
+                &req.nodes,
+            )
+            .await?;
+        let n = df.count().await?;
+        Ok(CountResult {
+            count: compiled.limit.map_or(n, |l| n.min(l)),
             stats,
         })
     }

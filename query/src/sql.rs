@@ -24,7 +24,7 @@ use futures::StreamExt;
 use datafusion::prelude::{col, DataFrame};
 use wiretrail_proto::schema::TS;
 
-use crate::service::{session, ts_lit, QueryService};
+use crate::service::{ts_lit, QueryService};
 use crate::QueryError;
 
 /// Bounds on one SQL query.
@@ -102,14 +102,13 @@ impl QueryService {
         if from >= to {
             return Err(QueryError::BadRequest("`from` must be before `to`".into()));
         }
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(limits.memory_bytes, 1.0)
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
-            .build_arc()
-            .map_err(QueryError::DataFusion)?;
-        let ctx = session(self.ingest(), Some(runtime));
+        let ctx = self.session_with(
+            RuntimeEnvBuilder::new()
+                .with_memory_limit(limits.memory_bytes, 1.0)
+                .with_disk_manager_builder(
+                    DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+                ),
+        )?;
         let snap = self.ingest().snapshot(from, to).await?;
         // The window bounds which files the snapshot holds and, as a view filter, the rows.
         let mut entries = ctx.read_table(Arc::new(crate::table::EntriesTable::new(&snap)))?;
