@@ -655,14 +655,14 @@ fn card_spans(s: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
                 continue;
             }
             let start = i;
-            let mut digits: Vec<u8> = Vec::with_capacity(19);
+            let mut digits = [0u8; 20];
             let mut n = 0usize;
             let mut j = i;
             let mut end = i;
             while j < s.len() {
                 if s[j].is_ascii_digit() {
-                    if n < 20 {
-                        digits.push(s[j] - b'0');
+                    if n < digits.len() {
+                        digits[n] = s[j] - b'0';
                     }
                     n += 1;
                     j += 1;
@@ -682,7 +682,8 @@ fn card_spans(s: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
                 i += 1;
             }
             let alone = end >= s.len() || !s[end].is_ascii_alphanumeric();
-            if alone && (13..=19).contains(&n) && (2..=6).contains(&digits[0]) && luhn(&digits) {
+            if alone && (13..=19).contains(&n) && (2..=6).contains(&digits[0]) && luhn(&digits[..n])
+            {
                 return Some((start, end));
             }
         }
