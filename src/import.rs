@@ -51,6 +51,8 @@ pub struct ImportArgs {
     /// Summary format: `text` for people, `json` for scripts.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     format: String,
+    #[command(flatten)]
+    redact: crate::redact_args::ImportRedactArgs,
     /// pcap or pcapng files, read in the order given as one continuous capture (a connection
     /// may continue from one file into the next, as with rotated capture files).
     #[arg(required = true, value_name = "FILE")]
@@ -142,6 +144,7 @@ fn read_captures(
 
 pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let redactor = a.redact.build()?;
     let identities = match &a.identities {
         Some(p) => IdentityMap::load(p)
             .with_context(|| format!("cannot load identities from {}", p.display()))?,
@@ -190,6 +193,7 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         body_cap: a.body_cap,
         identities,
         keylog,
+        redactor,
     };
     let agent_id = format!(
         "import-{node}-{}-{}",
@@ -246,7 +250,8 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
                    "dissect_errors": s.dissect_errors, "undissected_flows": s.undissected_flows,
                    "gap_bytes": s.gap_bytes, "other_packets": s.other_packets,
                    "malformed_packets": s.malformed_packets, "ip_fragments": s.ip_fragments,
-                   "evicted_flows": s.evicted_flows, "sender": sent, "seconds": secs})
+                   "evicted_flows": s.evicted_flows, "redactions": s.redactions,
+                   "sender": sent, "seconds": secs})
         );
     } else {
         println!(
@@ -265,6 +270,24 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
             println!(
                 "sender: {} reconnects, {} busy retries, {} batches spooled while the server was away",
                 sent.reconnects, sent.busy_retries, sent.spooled_batches
+            );
+        }
+        if a.redact.redact {
+            let kinds: Vec<String> = s
+                .redactions
+                .by_kind()
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            println!(
+                "redacted {} values{}",
+                s.redactions.total(),
+                if kinds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", kinds.join(", "))
+                }
             );
         }
         if s.undissected_flows + s.malformed_packets + s.ip_fragments + s.gap_bytes > 0 {

@@ -3,6 +3,7 @@
 
 mod import;
 mod query_cmd;
+mod redact_args;
 mod server;
 mod snapshot_cmd;
 

@@ -22,6 +22,8 @@ pub enum AgentError {
     },
     #[error("identities file {path}: {reason}")]
     Identities { path: PathBuf, reason: String },
+    #[error("redaction rule: {0}")]
+    Redaction(String),
     #[error("TLS key log {path}: {reason}")]
     KeyLog { path: PathBuf, reason: String },
 }

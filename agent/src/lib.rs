@@ -1,7 +1,8 @@
 //! The agent's data path, one module per stage:
 //! `capture` (pcap/pcapng files, link and IP decoding) → `reassembly` (TCP streams, UDP flows)
 //! → `dissect` (one file per protocol behind the [`dissect::Dissector`] trait, pairing requests
-//! with responses) → `identity` (IP → pod/service at capture time) → [`Pipeline`], which hands
+//! with responses) → `identity` (IP → pod/service at capture time) → `redact` (secrets out before the
+//! entry leaves the node) → [`Pipeline`], which hands
 //! out finished [`wiretrail_proto::Entry`] values for batching and shipping.
 
 pub mod capture;
@@ -12,9 +13,11 @@ pub mod identity;
 pub mod keylog;
 mod pipeline;
 pub mod reassembly;
+pub mod redact;
 
 pub use capture::{CaptureReader, LinkType, Packet};
 pub use error::AgentError;
 pub use identity::IdentityMap;
 pub use keylog::KeyLog;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineStats};
+pub use redact::{RedactionCounts, Redactor};

@@ -39,6 +39,8 @@ pub struct PipelineConfig {
     pub identities: IdentityMap,
     /// TLS key log for decrypting captured TLS connections.
     pub keylog: Option<std::sync::Arc<crate::KeyLog>>,
+    /// Secrets removed from each finished entry before it is handed out for batching.
+    pub redactor: Option<crate::Redactor>,
 }
 
 impl Default for PipelineConfig {
@@ -49,6 +51,7 @@ impl Default for PipelineConfig {
             body_cap: wiretrail_proto::schema::DEFAULT_BODY_CAP,
             identities: IdentityMap::default(),
             keylog: None,
+            redactor: None,
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct PipelineStats {
     pub upgraded_streams: u64,
     /// Entries by protocol.
     pub entries: BTreeMap<String, u64>,
+    /// Values replaced by the redactor, by kind.
+    pub redactions: crate::RedactionCounts,
 }
 
 impl PipelineStats {
@@ -351,6 +356,9 @@ impl Pipeline {
             e.capture.clone_from(&self.config.capture);
             e.src = src.clone();
             e.dst = dst.clone();
+            if let Some(r) = &self.config.redactor {
+                r.redact(&mut e, &mut self.stats.redactions);
+            }
             match self.stats.entries.get_mut(&e.protocol) {
                 Some(n) => *n += 1,
                 None => {

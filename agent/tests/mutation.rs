@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use wiretrail_agent::{CaptureReader, Packet, Pipeline, PipelineConfig};
+use wiretrail_agent::{CaptureReader, Packet, Pipeline, PipelineConfig, Redactor};
 
 mod support;
 
@@ -39,6 +39,8 @@ fn mutated_corpus_never_panics() {
             let mutated = mutate(window, &mut rng);
             let mut p = Pipeline::new(PipelineConfig {
                 body_cap: 1 + rng.below(8192),
+                // Redaction runs on every finished entry, so it sees the mutated ones too.
+                redactor: Some(Redactor::default()),
                 ..Default::default()
             });
             for pkt in &mutated {
