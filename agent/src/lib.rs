@@ -13,7 +13,7 @@ pub mod keylog;
 mod pipeline;
 pub mod reassembly;
 
-pub use capture::{CaptureReader, LinkType, Packet};
+pub use capture::{CaptureReader, CaptureStats, LinkType, LiveCapture, LiveConfig, Packet};
 pub use error::AgentError;
 pub use identity::IdentityMap;
 pub use keylog::KeyLog;
