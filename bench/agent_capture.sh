@@ -8,7 +8,8 @@
 #
 #   sudo bench/agent_capture.sh
 #
-# Env: RATES (default "1000 10000 50000"), DURATION (default 20), CLIENTS (default 50).
+# Env: RATES (default "1000 10000 50000"), DURATION (default 20), CLIENTS (default 50),
+#      RING_BLOCKS (default 16: --ring-blocks, 1 MiB each).
 # Needs root, ip netns, nginx (nginx-light) and h2load (nghttp2-client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ export CARGO_TARGET_DIR="$T"
 RATES=${RATES:-"1000 10000 50000"}
 DURATION=${DURATION:-20}
 CLIENTS=${CLIENTS:-50}
+RING_BLOCKS=${RING_BLOCKS:-16}
 for b in ip nginx h2load curl; do
   command -v $b >/dev/null || { echo "$b not found (apt-get install iproute2 nginx-light nghttp2-client curl)" >&2; exit 1; }
 done
@@ -64,20 +66,22 @@ HP=18899 FP=18900 SP=18901 MP=19100
   --flight-sql-listen 127.0.0.1:$SP 2>"$W/up.log" & pids+=($!)
 until curl -sf http://127.0.0.1:$HP/healthz >/dev/null; do sleep 0.2; done
 "$B" agent --server http://127.0.0.1:$FP --node bench --interface $VA --netns /run/netns/$S \
-  --metrics-listen 127.0.0.1:$MP 2>"$W/agent.log" & AGENT=$!; pids+=($AGENT)
+  --ring-blocks $RING_BLOCKS --metrics-listen 127.0.0.1:$MP 2>"$W/agent.log" & AGENT=$!; pids+=($AGENT)
 until curl -sf http://127.0.0.1:$MP/healthz >/dev/null; do sleep 0.2; done
+echo "ring: $RING_BLOCKS x 1 MiB; agent RSS idle: $(awk '/VmRSS/ { print $2 / 1024 " MB" }' /proc/$AGENT/status)"
 
 metric() { curl -s http://127.0.0.1:$MP/metrics | awk -v m="$1" '$1 == m { print $2 }'; }
+entries() { curl -s http://127.0.0.1:$MP/metrics | awk '/^wiretrail_agent_entries_total/ { n += $2 } END { print n + 0 }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' /proc/$AGENT/stat; }
 HZ=$(getconf CLK_TCK)
 
-echo "| offered req/s | achieved req/s | entries acked | agent CPU (% of a core) | peak RSS MB | kernel drops | shed streams |"
+echo "| offered req/s | achieved req/s | entries | agent CPU (% of a core) | peak RSS MB | kernel drops | shed streams |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 for R in $RATES; do
   n=$((R * DURATION))
   per_client=$(( (R + CLIENTS - 1) / CLIENTS ))
   d0=$(metric wiretrail_agent_kernel_drops_total); s0=$(metric wiretrail_agent_shed_streams_total)
-  a0=$(metric wiretrail_agent_sender_acked_rows_total)
+  a0=$(entries)
   t0=$(cpu_ticks); w0=$(date +%s.%N)
   peak=0
   ip netns exec $C h2load --h1 -n $n -c $CLIENTS --rps $per_client http://10.78.0.1/ >"$W/h2load.txt" 2>&1 &
@@ -91,7 +95,7 @@ for R in $RATES; do
   t1=$(cpu_ticks); w1=$(date +%s.%N)
   sleep 3 # the last batches leave once a second
   d1=$(metric wiretrail_agent_kernel_drops_total); s1=$(metric wiretrail_agent_shed_streams_total)
-  a1=$(metric wiretrail_agent_sender_acked_rows_total)
+  a1=$(entries)
   achieved=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($i ~ /req\/s/) { print $(i-1); exit } }' "$W/h2load.txt")
   cpu=$(echo "($t1 - $t0) / $HZ / ($w1 - $w0) * 100" | bc -l)
   printf "| %d | %s | %d | %.0f | %.0f | %d | %d |\n" "$R" "${achieved:-?}" $((a1 - a0)) "$cpu" \

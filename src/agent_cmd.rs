@@ -43,8 +43,9 @@ pub struct CaptureArgs {
     /// 64 KiB with GRO).
     #[arg(long, value_name = "KIB", default_value_t = 1024)]
     pub ring_block_kib: usize,
-    /// Blocks per ring (per interface); the ring takes blocks × block size of memory.
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    /// Blocks per ring (per interface); the ring takes blocks × block size of memory (it
+    /// counts in the agent's RSS).
+    #[arg(long, value_name = "N", default_value_t = 16)]
     pub ring_blocks: usize,
     /// Captured bytes waiting for dissection above which whole streams are shed (MiB).
     #[arg(long, value_name = "MIB", default_value_t = 64)]
@@ -140,13 +141,16 @@ fn now_us() -> i64 {
 }
 
 /// A sender config for a capturing process: batch numbers start from the clock (µs), so a
-/// restart under the same agent id without a spool is not mistaken for a resend.
+/// restart under the same agent id without a spool is not mistaken for a resend. A window of
+/// 4 unacknowledged batches (16 for imports) keeps the agent's memory small; at a batch a
+/// second it also bounds how far the acknowledged-rows metric lags.
 pub fn sender_config(
     spool: Option<PathBuf>,
     spool_max_mib: u64,
     give_up: Duration,
 ) -> SenderConfig {
     SenderConfig {
+        window: 4,
         spool_dir: spool,
         spool_max_bytes: spool_max_mib << 20,
         give_up_after: give_up,

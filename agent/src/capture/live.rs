@@ -114,7 +114,7 @@ impl Default for LiveConfig {
             filter: None,
             promiscuous: false,
             block_size: 1 << 20,
-            block_count: 32,
+            block_count: 16,
             block_timeout_ms: 50,
             queue_bytes: 64 << 20,
             exclude_ports: Vec::new(),
