@@ -155,7 +155,6 @@ pub fn sender_config(
         spool_max_bytes: spool_max_mib << 20,
         give_up_after: give_up,
         first_seq: now_us().max(1) as u64,
-        ..Default::default()
     }
 }
 
