@@ -24,8 +24,15 @@ install_system_packages() {
   # tshark: tests/e2e_snapshot.rs opens the rebuilt PCAP of a snapshot export with it (the
   # test skips with a printed reason without it).
   command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+  # Live capture: libpcap compiles `--filter` expressions (loaded at run time); the live
+  # capture test (tests/e2e_capture.rs) runs real servers and clients (each part skips with a
+  # printed reason when its binary is missing).
+  ldconfig -p 2>/dev/null | grep -q 'libpcap\.so' || missing+=(libpcap0.8)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+  command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "dev.sh: installing ${missing[*]} (RocksDB's bindings need clang; the snapshot test needs tshark)" >&2
+    echo "dev.sh: installing ${missing[*]} (RocksDB's bindings need clang; the snapshot test needs tshark; live capture and its test need libpcap, redis, dnsmasq, dig)" >&2
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq

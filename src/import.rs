@@ -62,7 +62,7 @@ pub struct ImportArgs {
 /// Bytes of Arrow memory after which a batch is shipped even if it has fewer rows.
 const BATCH_BYTES: usize = 16 << 20;
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

@@ -1,6 +1,8 @@
 //! `wiretrail`: records the API traffic of a Kubernetes cluster and lets you investigate it
 //! after the fact. This binary wires the crates of the data path together; see README.md.
 
+mod agent_cmd;
+mod agent_metrics;
 mod import;
 mod query_cmd;
 mod redact_args;
@@ -28,6 +30,9 @@ struct Cli {
 enum Command {
     /// Run ingest, query API and capture in one process, storing under --data.
     Up(server::UpArgs),
+    /// Capture live traffic on this node (AF_PACKET) and ship entries to ingest: the node
+    /// agent (a DaemonSet in Kubernetes).
+    Agent(agent_cmd::AgentArgs),
     /// Import pcap/pcapng captures through the agent → Flight → ingest path.
     Import(import::ImportArgs),
     /// Query stored entries with a KFL filter.
@@ -111,6 +116,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Up(a) => server::up(a).await,
+            Command::Agent(a) => agent_cmd::run(a).await,
             Command::Import(a) => import::run(a).await,
             Command::Query(a) => query_cmd::run(a).await,
             Command::Index(IndexCommand::Rebuild { data }) => index_rebuild(&data),

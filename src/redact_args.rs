@@ -48,8 +48,6 @@ impl RedactRules {
 
 /// Redaction of live capture: on by default.
 #[derive(clap::Args, Debug, Clone, Default)]
-// Flattened into `wiretrail agent` / `wiretrail up` where live capture is built (issue 7).
-#[allow(dead_code)]
 pub struct RedactArgs {
     /// Store secrets as captured (Authorization, cookies, passwords, tokens, card numbers):
     /// for security hunting, where the credentials themselves are the evidence.
@@ -59,7 +57,6 @@ pub struct RedactArgs {
     pub rules: RedactRules,
 }
 
-#[allow(dead_code)]
 impl RedactArgs {
     /// The redactor for `PipelineConfig::redactor`; [`Redactor::off`] with `--no-redact`.
     pub fn build(&self) -> anyhow::Result<Redactor> {

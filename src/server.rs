@@ -8,10 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use tokio::net::TcpListener;
-use wiretrail_ingest::{Ingest, IngestConfig, IngestFlightService};
+use wiretrail_agent::{AgentError, IdentityMap, LiveCapture, PipelineConfig};
+use wiretrail_ingest::{Ingest, IngestClient, IngestConfig, IngestFlightService};
 use wiretrail_query::flight_sql::WiretrailFlightSql;
 use wiretrail_query::sql::SqlLimits;
 use wiretrail_query::QueryService;
+
+use crate::agent_cmd::CaptureRun;
+use crate::agent_metrics::capture_enabled;
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -30,9 +34,15 @@ pub struct UpArgs {
     /// Identity map (JSON: IP → pod, namespace, service, workload, node) for live capture.
     #[arg(long, value_name = "FILE")]
     identities: Option<PathBuf>,
-    /// Do not try to capture live traffic on this machine.
+    /// Do not capture live traffic on this machine. Without it, `up` captures in-process on
+    /// `--interface` (default `lo`) when permitted (root or CAP_NET_RAW), leaving out its own
+    /// ports, and stores what it captures here.
     #[arg(long)]
     no_capture: bool,
+    #[command(flatten)]
+    capture: crate::agent_cmd::CaptureArgs,
+    #[command(flatten)]
+    redact: crate::redact_args::RedactArgs,
     /// Memory one `POST /api/v1/sql` query may hold (MiB); above it the query fails.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     sql_memory_mib: usize,
@@ -200,29 +210,95 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for HTTP on {}", a.listen))?;
     let http = listener.local_addr()?;
     tracing::info!(data = %a.data.display(), %http, %flight, %flight_sql, "wiretrail is up");
-    if a.no_capture {
-        tracing::info!("live capture off (--no-capture)");
-    } else {
-        tracing::warn!(
-            "live capture (AF_PACKET/eBPF) is not part of this build yet; import captures with \
-             `wiretrail import --server http://{flight} FILE.pcap`"
-        );
-    }
-    if let Some(path) = &a.identities {
-        // Checked now so a bad file fails at start; live capture (not in this build) will use it.
-        let ids = wiretrail_agent::IdentityMap::load(path)?;
-        tracing::info!(addresses = ids.len(), file = %path.display(), "identity map loaded");
-    }
+    let capture = start_capture(&a, &ingest, [http, flight, flight_sql]).await?;
     eprintln!("wiretrail is up: API http://{http}  (try: curl 'http://{http}/api/v1/entries?kfl=http')  ingest (Arrow Flight) http://{flight}  data {}", a.data.display());
     axum::serve(listener, wiretrail_query::rest::router(query))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(run) = capture {
+        tracing::info!("stopping live capture: shipping the last entries");
+        match run.stop().await {
+            Ok(s) => tracing::info!(acked = s.acked_rows, "live capture stopped"),
+            Err(e) => tracing::warn!(error = %e, "live capture stopped with an error"),
+        }
+    }
     tracing::info!("shutting down: flushing buffered entries to Parquet");
     ingest.shutdown().await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Starts the in-process capture of `up` unless it is off or not permitted (then says so in
+/// the log and in `wiretrail_capture_enabled`).
+async fn start_capture(
+    a: &UpArgs,
+    ingest: &Arc<Ingest>,
+    own: [SocketAddr; 3],
+) -> anyhow::Result<Option<CaptureRun>> {
+    if a.no_capture {
+        tracing::info!("live capture off (--no-capture)");
+        ingest.add_metrics(Arc::new(|| capture_enabled(false, "no_capture")));
+        return Ok(None);
+    }
+    a.capture.check_mode()?;
+    let redactor = a.redact.build()?;
+    let identities = match &a.identities {
+        Some(path) => {
+            let ids = IdentityMap::load(path)?;
+            tracing::info!(addresses = ids.len(), file = %path.display(), "identity map loaded");
+            ids
+        }
+        None => IdentityMap::default(),
+    };
+    let live = a
+        .capture
+        .live_config("lo", own.iter().map(SocketAddr::port).collect());
+    let interfaces = live.interfaces.join(",");
+    let capture = match LiveCapture::start(live) {
+        Ok(c) => c,
+        Err(AgentError::CaptureNotPermitted(why)) => {
+            tracing::warn!("not root: live capture off; use `wiretrail import` ({why})");
+            ingest.add_metrics(Arc::new(|| capture_enabled(false, "not_permitted")));
+            return Ok(None);
+        }
+        Err(e) => return Err(e).context("live capture (--no-capture turns it off)"),
+    };
+    // Shipped over loopback Flight to this process's own ingest: the same path as an agent's.
+    let mut target = own[1];
+    if target.ip().is_unspecified() {
+        target.set_ip(if target.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let node = crate::import::host_name();
+    let finish = Duration::from_secs(20);
+    let client = IngestClient::with_config(
+        &format!("http://{target}"),
+        format!("up-{node}-{}", crate::agent_cmd::boot_id()),
+        crate::agent_cmd::sender_config(None, 0, finish),
+    )?;
+    let config = PipelineConfig {
+        node,
+        capture: "af_packet".into(),
+        body_cap: wiretrail_proto::schema::DEFAULT_BODY_CAP,
+        identities,
+        keylog: None,
+        redactor: Some(redactor),
+    };
+    let run = CaptureRun::start(capture, config, client, 1024, finish);
+    let m = run.metrics.clone();
+    ingest.add_metrics(Arc::new(move || {
+        m.render() + &capture_enabled(true, "af_packet")
+    }));
+    tracing::info!(
+        interfaces,
+        "live capture on (AF_PACKET): traffic on {interfaces} is stored here, wiretrail's own ports left out"
+    );
+    Ok(Some(run))
+}
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");

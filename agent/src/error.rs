@@ -24,6 +24,13 @@ pub enum AgentError {
     Identities { path: PathBuf, reason: String },
     #[error("redaction rule: {0}")]
     Redaction(String),
+    #[error("live capture: {0}")]
+    Capture(String),
+    /// The process may not open packet sockets (not root, no CAP_NET_RAW).
+    #[error("live capture not permitted: {0}")]
+    CaptureNotPermitted(String),
+    #[error("filter {expr:?}: {reason}")]
+    Filter { expr: String, reason: String },
     #[error("TLS key log {path}: {reason}")]
     KeyLog { path: PathBuf, reason: String },
 }

@@ -15,7 +15,7 @@ mod pipeline;
 pub mod reassembly;
 pub mod redact;
 
-pub use capture::{CaptureReader, LinkType, Packet};
+pub use capture::{CaptureReader, CaptureStats, LinkType, LiveCapture, LiveConfig, Packet};
 pub use error::AgentError;
 pub use identity::IdentityMap;
 pub use keylog::KeyLog;

@@ -189,6 +189,18 @@ impl Pipeline {
         }
     }
 
+    /// Live capture: lets idle flows time out while no packet arrives (`now_us`: wall clock).
+    pub fn tick(&mut self, now_us: i64) {
+        if now_us.saturating_sub(self.last_sweep) > SWEEP_EVERY_US {
+            self.sweep(now_us);
+        }
+    }
+
+    /// Flows (TCP streams and UDP flows) open now.
+    pub fn live_flows(&self) -> usize {
+        self.flows.len()
+    }
+
     /// End of capture: every open flow is ended and its pending entries emitted.
     pub fn finish(&mut self) {
         let mut flows: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();

@@ -62,6 +62,10 @@ pub struct SenderConfig {
     pub spool_max_bytes: u64,
     /// `finish` (and `send` without a spool) give up after trying this long without progress.
     pub give_up_after: Duration,
+    /// Sequence number of the first batch when no spool state says otherwise. Ingest drops a
+    /// batch whose number is not above the last one stored for the agent id, so a sender that
+    /// restarts under the same id without a spool (a node agent) starts from the clock.
+    pub first_seq: u64,
 }
 
 impl Default for SenderConfig {
@@ -71,6 +75,7 @@ impl Default for SenderConfig {
             spool_dir: None,
             spool_max_bytes: 1 << 30,
             give_up_after: Duration::from_secs(600),
+            first_seq: 1,
         }
     }
 }
@@ -155,7 +160,7 @@ impl IngestClient {
         let mut c = IngestClient {
             endpoint,
             agent_id: agent_id.into(),
-            next_seq: 1,
+            next_seq: config.first_seq.max(1),
             config,
             unacked: VecDeque::new(),
             stream: None,
@@ -198,7 +203,7 @@ impl IngestClient {
                 .map_err(|e| IngestError::Unavailable(format!("{}: {e}", state.display())))?;
             if let (Some(a), Some(n)) = (v["agent_id"].as_str(), v["next_seq"].as_u64()) {
                 self.agent_id = a.to_string();
-                self.next_seq = n;
+                self.next_seq = self.next_seq.max(n);
             }
         }
         let mut seqs = Vec::new();

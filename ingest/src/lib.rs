@@ -15,7 +15,9 @@ pub mod wal;
 pub use client::{IngestClient, SendStats, SenderConfig};
 pub use error::IngestError;
 pub use flight::IngestFlightService;
-pub use store::{Appended, Ingest, IngestConfig, IngestCounters, MaintenanceReport, Snapshot};
+pub use store::{
+    Appended, ExtraMetrics, Ingest, IngestConfig, IngestCounters, MaintenanceReport, Snapshot,
+};
 
 #[cfg(test)]
 mod tests;

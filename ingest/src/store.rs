@@ -156,8 +156,13 @@ pub struct Ingest {
     /// subscriber that falls behind by more than [`LIVE_BATCHES`] batches is told how many it
     /// missed (tokio's `Lagged`) instead of holding memory.
     live: tokio::sync::broadcast::Sender<RecordBatch>,
+    /// More metrics appended to `/metrics` (e.g. the in-process capture of `wiretrail up`).
+    extra_metrics: std::sync::Mutex<Vec<ExtraMetrics>>,
     _lock: DataDirLock,
 }
+
+/// Renders Prometheus text for [`Ingest::add_metrics`].
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Batches a live subscriber may lag behind before it loses some.
 pub const LIVE_BATCHES: usize = 16;
@@ -229,6 +234,7 @@ impl Ingest {
             stopping: AtomicBool::new(false),
             counters,
             live: tokio::sync::broadcast::channel(LIVE_BATCHES).0,
+            extra_metrics: std::sync::Mutex::new(Vec::new()),
             _lock: lock,
         });
         ingest
@@ -592,7 +598,14 @@ impl Ingest {
         Ok((rollups, buf.overlapping(from, to)))
     }
 
-    /// Prometheus text exposition of the ingest counters.
+    /// Adds metrics of another component of this process to [`Ingest::metrics_text`].
+    pub fn add_metrics(&self, render: ExtraMetrics) {
+        if let Ok(mut m) = self.extra_metrics.lock() {
+            m.push(render);
+        }
+    }
+
+    /// Prometheus text exposition of the ingest counters (and of [`Ingest::add_metrics`]).
     pub async fn metrics_text(&self) -> String {
         let (rows, bytes) = {
             let b = self.buffer.read().await;
@@ -600,7 +613,12 @@ impl Ingest {
         };
         let files = self.catalog.files().unwrap_or_default();
         let pending = self.obsolete.lock().map(|o| o.len()).unwrap_or(0);
-        crate::metrics::render(
+        let extra: Vec<ExtraMetrics> = self
+            .extra_metrics
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let mut text = crate::metrics::render(
             &self.counters,
             &crate::metrics::Gauges {
                 buffer_rows: rows as u64,
@@ -611,7 +629,11 @@ impl Ingest {
                 pending_deletes: pending as u64,
                 accepting: self.accepting.load(Ordering::Relaxed),
             },
-        )
+        );
+        for f in extra {
+            text.push_str(&f());
+        }
+        text
     }
 
     /// Rows acknowledged but not yet in Parquet.

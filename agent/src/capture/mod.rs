@@ -1,10 +1,14 @@
-//! Getting packets: capture files today (live AF_PACKET/eBPF capture is a later stage), and
-//! decoding link, IP and transport headers into [`Segment`]s for reassembly.
+//! Getting packets: capture files (`pcap`), live `AF_PACKET` capture (`live`, with its BPF
+//! filter compiler in `bpf`), and decoding link, IP and transport headers into [`Segment`]s for
+//! reassembly.
 
+mod bpf;
 mod decode;
+pub mod live;
 mod pcap;
 
 pub use decode::{decode, Decoded, Segment, Transport};
+pub use live::{CaptureStats, LiveCapture, LiveConfig, PacketBatch};
 pub use pcap::{CaptureReader, Packet};
 
 /// Link-layer header types we decode (pcap LINKTYPE_* values).
