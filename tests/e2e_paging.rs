@@ -20,6 +20,9 @@ const MIN_US: i64 = 60_000_000;
 /// 2026-11-20T00:00:00Z
 const BASE: i64 = 1_795_132_800_000_000;
 
+/// Whether a `ts` satisfies a SQL condition (the reference for the query).
+type TsCheck = Box<dyn Fn(i64) -> bool>;
+
 /// (ts, id, protocol) of every appended row.
 type Row = (i64, [u8; 16], String);
 
@@ -103,7 +106,7 @@ async fn newest_first_pages_and_counts_over_days_with_gaps() {
     }
     let unique: HashSet<[u8; 16]> = all.iter().map(|r| r.1).collect();
     assert_eq!(unique.len(), all.len(), "ids are unique");
-    all.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    all.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
     let expect = |keep: &dyn Fn(&Row) -> bool| -> Vec<String> {
         all.iter()
             .filter(|r| keep(r))
@@ -202,7 +205,7 @@ async fn newest_first_pages_and_counts_over_days_with_gaps() {
         BASE + 2 * HOUR_US + 7 * MIN_US + 1,
         BASE + 30 * HOUR_US + 4 * MIN_US,
     );
-    let cases: Vec<(String, Box<dyn Fn(i64) -> bool>)> = vec![
+    let cases: Vec<(String, TsCheck)> = vec![
         (
             format!("ts >= {} AND ts < {}", t(a), t(b)),
             Box::new(move |x| x >= a && x < b),

@@ -203,9 +203,6 @@ agent:
   interfaces: [eth0, cni0]
   filter: "tcp port 80 or udp port 53"
   promiscuous: true
-  namespaces: [shop, payments]
-  excludeNamespaces: [kube-system]
-  podRegex: "^api-.*"
   ebpf:
     enabled: true
   spool:
@@ -476,9 +473,6 @@ fn chart_lints_renders_and_validates() {
         ["--interface", "eth0"],
         ["--interface", "cni0"],
         ["--filter", "tcp port 80 or udp port 53"],
-        ["--namespaces", "shop,payments"],
-        ["--exclude-namespaces", "kube-system"],
-        ["--pod-regex", "^api-.*"],
     ] {
         assert!(a.windows(2).any(|w| w == pair), "{pair:?} in {a:?}");
     }

@@ -359,7 +359,7 @@ impl QueryService {
         want: usize,
         stats: &mut ScanStats,
     ) -> Result<Vec<RecordBatch>, QueryError> {
-        let buffered = snap.buffered.iter().filter_map(|b| batch_ts_range(b));
+        let buffered = snap.buffered.iter().filter_map(batch_ts_range);
         let (oldest, newest) = snap
             .files
             .iter()
