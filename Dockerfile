@@ -18,11 +18,11 @@ RUN cargo build --release --locked --bin wiretrail \
  && install -D -m 0755 target/release/wiretrail /out/wiretrail
 
 # --- run -------------------------------------------------------------------------------
-# debian-slim rather than distroless: the binary links libstdc++ (RocksDB), and S3 over HTTPS
-# needs CA certificates.
+# debian-slim rather than distroless: the binary links libstdc++ (RocksDB), S3 over HTTPS
+# needs CA certificates, and the agent's `--filter` loads libpcap at run time.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libpcap0.8 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 65532 --home-dir /data --no-create-home wiretrail \
  && mkdir -p /data && chown 65532:65532 /data

@@ -211,6 +211,8 @@ def run(duckdb, binary, a):
             if ours != theirs:
                 raise SystemExit(f"{name}: wiretrail {ours!r} != DuckDB {theirs!r}")
         commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD"]).returncode:
+            commit += " (dirty)"
         print(f"commit {commit}; load before: {open('/proc/loadavg').read().split()[:3]}")
         print(f"store: {rows:,} entries, {len(files)} Parquet files, {size / 2**20:,.0f} MiB, "
               f"{(hi - lo) / 86400e6:.1f} days; DuckDB {duckdb.__version__}; median of {a.runs} runs")

@@ -100,6 +100,19 @@ fn sql_formats_and_hostile_statements() {
         v["rows"][0]["n"], 0,
         "nothing is older than the oldest entry"
     );
+    // Epoch milliseconds as JSON numbers, like the strings.
+    let (status, v) = post_json(
+        &server,
+        json!({ "sql": "SELECT count(*) AS n FROM entries", "from": 0, "to": 4_102_444_800_000i64 }),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"][0]["n"], total as u64,
+        "1970 to 2100 holds everything"
+    );
+    let (status, v) = post_json(&server, json!({ "sql": "SELECT 1", "from": true }));
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("from"), "{v}");
 
     // The row cap cuts an endless answer and says so.
     let endless = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT n FROM t";

@@ -347,7 +347,7 @@ fn components() -> Value {
             "overall": {"oneOf": [bounds, {"type": "null"}]},
             "nodes": {"type": "array", "items": {"type": "object"}}}},
         "SqlRequest": {"type": "object", "required": ["sql"], "additionalProperties": false, "properties": {
-            "sql": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},
+            "sql": {"type": "string"}, "from": {"type": ["string", "integer"]}, "to": {"type": ["string", "integer"]},
             "timeout_ms": {"type": "integer", "minimum": 0}}},
         "Snapshot": {"type": "object", "required": ["name", "from", "to", "from_us", "to_us", "kfl", "nodes", "created"],
             "properties": {"name": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::sql::{SqlAnswer, SqlRequest};
-use crate::time::parse_time;
+use crate::time::json_time;
 use crate::{QueryError, QueryService};
 
 /// The JSON body; a `text/plain` body is the statement alone.
@@ -23,8 +23,9 @@ use crate::{QueryError, QueryService};
 #[serde(deny_unknown_fields)]
 struct SqlBody {
     sql: String,
-    from: Option<String>,
-    to: Option<String>,
+    /// A time string or epoch milliseconds.
+    from: Option<serde_json::Value>,
+    to: Option<serde_json::Value>,
     timeout_ms: Option<u64>,
 }
 
@@ -87,8 +88,8 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<SqlRequest, QueryError
     let now = chrono::Utc::now().timestamp_micros();
     Ok(SqlRequest {
         sql: b.sql,
-        from: b.from.as_deref().map(|t| parse_time(t, now)).transpose()?,
-        to: b.to.as_deref().map(|t| parse_time(t, now)).transpose()?,
+        from: json_time(&b.from, now, "from")?,
+        to: json_time(&b.to, now, "to")?,
         timeout: b.timeout_ms.map(Duration::from_millis),
     })
 }

@@ -1,6 +1,7 @@
 //! Time arguments of the API: RFC 3339, epoch milliseconds, `now`, or relative `-15m`.
 
 use chrono::DateTime;
+use serde_json::Value;
 
 use crate::QueryError;
 
@@ -45,6 +46,23 @@ pub fn format_ts(us: i64) -> String {
     DateTime::from_timestamp_micros(us)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
         .unwrap_or_else(|| us.to_string())
+}
+
+/// A time in a JSON body: a string as [`parse_time`] takes it, or a number of epoch
+/// milliseconds; null or absent is `None`. `what` names the field in the error.
+pub fn json_time(v: &Option<Value>, now_us: i64, what: &str) -> Result<Option<i64>, QueryError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_time(s, now_us).map(Some),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|ms| ms.checked_mul(1000))
+            .map(Some)
+            .ok_or_else(|| QueryError::BadRequest(format!("`{what}` {n} is out of range"))),
+        Some(other) => Err(QueryError::BadRequest(format!(
+            "`{what}` must be a time string or epoch milliseconds, not {other}"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
 use super::{ExportFormat, SnapshotSpec};
-use crate::time::parse_time;
 use crate::{QueryError, QueryService};
 
 /// The body of `POST /api/v1/snapshots`.
@@ -34,21 +33,6 @@ struct CreateBody {
 }
 
 /// A time in a JSON body: a string in any API form, or epoch milliseconds as a number.
-fn json_time(v: &Option<Value>, now: i64, what: &str) -> Result<Option<i64>, QueryError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse_time(s, now).map(Some),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(|ms| ms.checked_mul(1000))
-            .map(Some)
-            .ok_or_else(|| QueryError::BadRequest(format!("`{what}` {n} is out of range"))),
-        Some(other) => Err(QueryError::BadRequest(format!(
-            "`{what}` must be a time string or epoch milliseconds, not {other}"
-        ))),
-    }
-}
-
 pub(crate) async fn create(
     State(svc): State<Arc<QueryService>>,
     body: Bytes,
@@ -60,8 +44,8 @@ pub(crate) async fn create(
     })?;
     let now = chrono::Utc::now().timestamp_micros();
     let spec = SnapshotSpec {
-        from: json_time(&b.from, now, "from")?,
-        to: json_time(&b.to, now, "to")?,
+        from: crate::time::json_time(&b.from, now, "from")?,
+        to: crate::time::json_time(&b.to, now, "to")?,
         name: b.name,
         kfl: b.kfl,
         nodes: b.nodes,
