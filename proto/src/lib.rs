@@ -9,11 +9,13 @@ mod entry;
 mod error;
 mod id;
 pub mod schema;
+mod text;
 
 pub use builder::EntryBatchBuilder;
 pub use entry::{Endpoint, Entry, Identity};
 pub use error::ProtoError;
 pub use id::EntryId;
+pub use text::url_decode;
 
 /// Messages that identify and acknowledge batches on the Flight DoPut stream (`proto/ingest.proto`).
 pub mod ingest {

@@ -477,11 +477,11 @@ impl QueryService {
         let id = EntryId::parse(id).map_err(|e| QueryError::BadRequest(e.to_string()))?;
         let ts = id.ts_us();
         let snap = self.ingest.snapshot(ts, ts.saturating_add(1)).await?;
-        let table = crate::table::EntriesTable::new(&snap);
         let df = self
-            .ctx
-            .read_table(Arc::new(table))?
-            .filter(col(TS).eq(ts_lit(ts)).and(col(ID).eq(id_lit(&id))))?
+            .frame(
+                &snap,
+                Some(col(TS).eq(ts_lit(ts)).and(col(ID).eq(id_lit(&id)))),
+            )?
             .limit(0, Some(1))?;
         let batches = df.collect().await?;
         batches

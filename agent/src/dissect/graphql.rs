@@ -5,6 +5,7 @@
 //! in the request detail and the response's `errors` in the response detail.
 
 use serde_json::{json, Map, Value};
+use wiretrail_proto::url_decode;
 
 /// Longest query text kept in the detail.
 const QUERY_CAP: usize = 4096;
@@ -88,32 +89,6 @@ pub(crate) fn response(body: &[u8]) -> Option<Value> {
         .map(|e| e.get("message").cloned().unwrap_or_else(|| e.clone()))
         .collect();
     Some(json!({ "errors": errors, "data": v.get("data").is_some_and(|d| !d.is_null()) }))
-}
-
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(v) = hex {
-                    out.push(v);
-                    i += 2;
-                } else {
-                    out.push(b'%');
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Skips whitespace, commas and `#` comments (GraphQL's ignored tokens).

@@ -11,6 +11,7 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use wiretrail_proto::url_decode;
 
 /// One step of a document path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,36 +63,12 @@ fn recurse(v: &Value, name: &str, out: &mut Vec<Value>) {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(x) => {
-                        out.push(x);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `a=1&b=2&a=3` → `{"a": ["1", "3"], "b": "2"}` (repeated names become lists, as in v1).
 fn params(s: &str) -> Value {
     let mut m = Map::new();
     for pair in s.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (percent_decode(k), Value::String(percent_decode(v)));
+        let (k, v) = (url_decode(k), Value::String(url_decode(v)));
         match m.get_mut(&k) {
             Some(Value::Array(a)) => a.push(v),
             Some(old) => *old = Value::Array(vec![old.take(), v]),
@@ -219,7 +196,7 @@ fn decode(kind: &str, v: &Value) -> Option<Value> {
             Some(Value::Array(
                 path.split('/')
                     .filter(|p| !p.is_empty())
-                    .map(|p| Value::String(percent_decode(p)))
+                    .map(|p| Value::String(url_decode(p)))
                     .collect(),
             ))
         }
@@ -469,6 +446,6 @@ mod tests {
         assert_eq!(c, vec![json!("xyz")]);
         assert!(run(json!("not json"), vec![Decode("json".into())]).is_empty());
         assert!(run(json!({"m": null}), vec![Field("m".into())]).is_empty());
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(url_decode("%zz%4"), "%zz%4");
     }
 }
