@@ -1,6 +1,9 @@
 //! `wiretrail`: records the API traffic of a Kubernetes cluster and lets you investigate it
 //! after the fact. This binary wires the crates of the data path together; see README.md.
 
+// Flattened into `AgentArgs`/`UpArgs` when the agent command lands (issue 7 contract).
+#[allow(dead_code)]
+mod identity_args;
 mod import;
 mod query_cmd;
 mod server;

@@ -22,6 +22,10 @@ pub enum AgentError {
     },
     #[error("identities file {path}: {reason}")]
     Identities { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
     #[error("TLS key log {path}: {reason}")]
     KeyLog { path: PathBuf, reason: String },
 }

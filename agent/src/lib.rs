@@ -15,6 +15,6 @@ pub mod reassembly;
 
 pub use capture::{CaptureReader, LinkType, Packet};
 pub use error::AgentError;
-pub use identity::IdentityMap;
+pub use identity::{IdentityHistory, IdentityMap, IdentityResolver, IdentityStats, PodFilter};
 pub use keylog::KeyLog;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineStats};
