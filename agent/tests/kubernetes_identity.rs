@@ -1,5 +1,5 @@
 //! Kubernetes identity end to end: the agent's kube-rs watchers against an API server
-//! (`tests/kube_api`, real list/watch JSON shapes, bookmarks, `410 Gone`), then real traffic
+//! (`kube_api`, real list/watch JSON shapes, bookmarks, `410 Gone`), then real traffic
 //! (`http1_keepalive.pcap`, its addresses rewritten to pod IPs) through the real `Pipeline` with
 //! capture times around the changes:
 //! - a pod created → its IP resolves (pod, namespace, workload from owner references, node,
@@ -8,15 +8,15 @@
 //!   identity, traffic after gets the new one;
 //! - a pod deleted while the watch was down (`410 Gone`, relist) → its interval ends;
 //! - pod targeting: flows with neither end targeted are not dissected, and counted.
-//! Expected requests come from tshark's truth for the capture (`http_truth`).
+//!
+//! Expected requests come from tshark's truth for the capture (`truth/http1_keepalive`).
 
-mod common;
 mod kube_api;
+mod support;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
 use kube_api::KubeApi;
 use serde_json::{json, Value};
 use wiretrail_agent::identity::kubernetes::{connect, KubeWatch};
@@ -25,8 +25,9 @@ use wiretrail_agent::{
 };
 use wiretrail_proto::Entry;
 
+use support::{corpus, skip, split, truth};
+
 const NODE: &str = "node-a";
-const SERVER_PORT: u16 = 18080;
 const REUSED_IP: &str = "10.244.1.7";
 const CLIENT_IP: &str = "10.244.1.9";
 
@@ -117,10 +118,11 @@ async fn wait_resolved(r: &IdentityResolver, ip: &str, want: Option<&str>) -> i6
     }
 }
 
-/// `http1_keepalive.pcap` (both ends 127.0.0.1, server port 18080) with the server at
+/// `http1_keepalive.pcap` (both ends 127.0.0.1, servers on 18080/18081, clients on ephemeral
+/// ports) with the server at
 /// `REUSED_IP` and the client at `CLIENT_IP`, shifted so its first packet is at `start_us`.
 fn traffic(start_us: i64) -> Vec<(i64, LinkType, Vec<u8>)> {
-    let mut r = CaptureReader::open(pcap("http1_keepalive.pcap")).unwrap();
+    let mut r = CaptureReader::open(corpus().join("pcaps/http1_keepalive.pcap")).unwrap();
     let server: IpAddr = REUSED_IP.parse().unwrap();
     let client: IpAddr = CLIENT_IP.parse().unwrap();
     let (IpAddr::V4(server), IpAddr::V4(client)) = (server, client) else {
@@ -138,7 +140,8 @@ fn traffic(start_us: i64) -> Vec<(i64, LinkType, Vec<u8>)> {
         let ihl = ((d[14] & 0x0f) as usize) * 4;
         let l4 = 14 + ihl;
         let sport = u16::from_be_bytes([d[l4], d[l4 + 1]]);
-        let (src, dst) = if sport == SERVER_PORT {
+        let dport = u16::from_be_bytes([d[l4 + 2], d[l4 + 3]]);
+        let (src, dst) = if sport < dport {
             (server, client)
         } else {
             (client, server)
@@ -160,9 +163,11 @@ fn run(config: &PipelineConfig, packets: &[(i64, LinkType, Vec<u8>)]) -> (Vec<En
     (p.take_entries(), p.stats().untargeted_flows)
 }
 
+/// (method, path) of the HTTP requests among the entries.
 fn requests(entries: &[Entry]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = entries
         .iter()
+        .filter(|e| e.method.is_some())
         .map(|e| {
             (
                 e.method.clone().unwrap_or_default(),
@@ -176,18 +181,25 @@ fn requests(entries: &[Entry]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_identity_follows_pods_and_keeps_history() {
-    if !corpus_available() {
-        eprintln!("SKIP: corpus not found");
+    if skip() {
         return;
     }
+    // tshark's requests: (method, URI) of every HTTP request frame.
     let truth: Vec<(String, String)> = {
-        let mut v: Vec<_> = http_truth("http1_keepalive")
-            .into_iter()
-            .map(|r| (r.method, r.uri))
+        let mut v: Vec<_> = truth("http1_keepalive")
+            .iter()
+            .flat_map(|r| {
+                let g = |c: &str| r.get(c).cloned().unwrap_or_default();
+                split(&g("http.request.method"))
+                    .into_iter()
+                    .zip(split(&g("http.request.uri")))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         v.sort();
         v
     };
+    assert!(!truth.is_empty());
     let api = KubeApi::start().await;
     let hour_ago = now_us() - 3_600_000_000;
     api.apply("Node", node(NODE, "10.0.0.11"));
@@ -226,7 +238,8 @@ async fn kubernetes_identity_follows_pods_and_keeps_history() {
     );
     api.apply("EndpointSlice", endpoint_slice("api", "shop", &[REUSED_IP]));
 
-    let dir = temp_dir("e2e_identity");
+    let dir = std::env::temp_dir().join(format!("wiretrail-kube-identity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
     let client = connect(Some(&kubeconfig)).await.expect("kubeconfig loads");
@@ -330,7 +343,11 @@ async fn kubernetes_identity_follows_pods_and_keeps_history() {
     assert_eq!(requests(&old_entries), truth);
     assert_eq!(requests(&new_entries), truth);
     for e in &old_entries {
-        assert_eq!(e.dst.ip, REUSED_IP);
+        assert_eq!(
+            e.dst.ip, REUSED_IP,
+            "{} {:?} {:?} {:?}",
+            e.protocol, e.method, e.status, e.src
+        );
         assert_eq!(
             e.dst.identity.name, "api-6f7b9c4d8-9tq7m",
             "before: the old pod"
