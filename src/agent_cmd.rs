@@ -1,26 +1,20 @@
-//! `wiretrail agent`: live capture on this node → agent pipeline → Arrow batches → the ingest
-//! sender (acks, retry, spool) of `wiretrail import --server`. The same chain runs inside
-//! `wiretrail up` when capture is permitted ([`CaptureRun`]).
-//!
-//! Threads: one capture thread per ring (see `wiretrail_agent::capture::live`), one dissection
-//! thread, and the sender as a tokio task. Each hands over through a bounded queue, so a slow
-//! ingest slows the sender, then dissection, and finally makes capture shed whole streams —
-//! memory stays bounded and every loss is counted.
+//! `wiretrail agent`: live capture on this node (AF_PACKET, eBPF TLS probes) → agent pipeline
+//! → Arrow batches → the ingest sender (acks, retry, spool) of `wiretrail import --server`. The
+//! same chain ([`CaptureRun`]) runs inside `wiretrail up` when capture is permitted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use arrow::record_batch::RecordBatch;
-use tokio::sync::mpsc;
-use wiretrail_agent::{IdentityMap, LinkType, LiveCapture, LiveConfig, Pipeline, PipelineConfig};
-use wiretrail_ingest::{IngestClient, SendStats, SenderConfig};
-use wiretrail_proto::EntryBatchBuilder;
+use wiretrail_agent::capture::ebpf::{TlsCapture, TlsConfig, MAX_CAPTURE_LIMIT};
+use wiretrail_agent::identity::IdentityCounters;
+use wiretrail_agent::{AgentError, LiveCapture, LiveConfig, PipelineConfig};
+use wiretrail_ingest::{IngestClient, SenderConfig};
 
 use crate::agent_metrics::AgentMetrics;
+use crate::capture_run::{now_us, CaptureRun, Sources};
 
 /// Capture options shared by `wiretrail agent` and `wiretrail up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,9 +30,21 @@ pub struct CaptureArgs {
     /// Put the named interfaces in promiscuous mode (off by default; not with `any`).
     #[arg(long)]
     pub promiscuous: bool,
-    /// Capture method: `af_packet`. (`ebpf_tls` is not supported in this build.)
-    #[arg(long, value_name = "MODE", default_value = "af_packet")]
-    pub capture: String,
+    /// Capture methods, comma-separated: `af_packet` (packets on the interfaces) and
+    /// `ebpf_tls` (plaintext of OpenSSL's SSL_read/SSL_write in every process, through eBPF
+    /// uprobes; needs CAP_BPF+CAP_PERFMON or root). When the probes cannot load here, the agent
+    /// says why and captures with `af_packet` instead.
+    #[arg(
+        long,
+        value_name = "MODE,MODE",
+        default_value = "af_packet",
+        value_delimiter = ','
+    )]
+    pub capture: Vec<String>,
+    /// libssl files to probe with `ebpf_tls` (repeatable). Default: the distribution's
+    /// libssl plus every libssl mapped by a running process, looked for again every 5 s.
+    #[arg(long, value_name = "FILE")]
+    pub libssl: Vec<PathBuf>,
     /// Size of one TPACKET_V3 ring block in KiB (≥ 72; a block holds whole packets, up to
     /// 64 KiB with GRO).
     #[arg(long, value_name = "KIB", default_value_t = 1024)]
@@ -56,19 +62,88 @@ pub struct CaptureArgs {
     pub netns: Option<PathBuf>,
 }
 
+/// The capture methods `--capture` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub af_packet: bool,
+    pub ebpf_tls: bool,
+}
+
+/// What [`CaptureArgs::start`] got running, and what it says about itself.
+pub struct Started {
+    pub sources: Sources,
+    pub metrics: Arc<AgentMetrics>,
+}
+
 impl CaptureArgs {
-    /// The only capture method of this build is AF_PACKET; anything else is a clear error.
-    pub fn check_mode(&self) -> anyhow::Result<()> {
-        match self.capture.as_str() {
-            "af_packet" => Ok(()),
-            "ebpf_tls" | "ebpf" => bail!(
-                "--capture {}: eBPF capture (TLS plaintext via uprobes) is not supported in this \
-                 build; use --capture af_packet (TLS connections are recorded as handshakes, and \
-                 decrypted from captures with `wiretrail import --keylog`)",
-                self.capture
-            ),
-            other => bail!("--capture {other:?}: unknown capture method (af_packet)"),
+    /// The methods of `--capture`; an unknown one is a clear error.
+    pub fn modes(&self) -> anyhow::Result<Modes> {
+        let mut m = Modes {
+            af_packet: false,
+            ebpf_tls: false,
+        };
+        for c in &self.capture {
+            match c.trim() {
+                "af_packet" => m.af_packet = true,
+                "ebpf_tls" | "ebpf" => m.ebpf_tls = true,
+                other => bail!("--capture {other:?}: unknown capture method (af_packet, ebpf_tls)"),
+            }
         }
+        if !m.af_packet && !m.ebpf_tls {
+            bail!("--capture: name at least one method (af_packet, ebpf_tls)");
+        }
+        Ok(m)
+    }
+
+    /// Starts the asked-for sources. eBPF that cannot load here (no privileges, no BTF, no
+    /// libssl) falls back to AF_PACKET with a log line and `wiretrail_capture_enabled`; an
+    /// AF_PACKET error (e.g. `CaptureNotPermitted`) is returned for the caller to explain.
+    pub fn start(
+        &self,
+        default_iface: &str,
+        exclude_ports: Vec<u16>,
+        identity: Arc<IdentityCounters>,
+    ) -> Result<Started, AgentError> {
+        let modes = self
+            .modes()
+            .map_err(|e| AgentError::Capture(e.to_string()))?;
+        let mut enabled = Vec::new();
+        let mut tls = None;
+        let mut af_packet = modes.af_packet;
+        if modes.ebpf_tls {
+            let cfg = TlsConfig {
+                libssl: self.libssl.clone(),
+                max_capture: MAX_CAPTURE_LIMIT,
+                ..TlsConfig::default()
+            };
+            match TlsCapture::start(cfg) {
+                Ok(t) => {
+                    let libs = t.stats().libraries;
+                    tracing::info!(?libs, "eBPF TLS capture on: OpenSSL plaintext of every process using these libraries");
+                    enabled.push((true, "ebpf_tls".to_string()));
+                    tls = Some(t);
+                }
+                Err(AgentError::EbpfNotSupported(why)) => {
+                    tracing::warn!("eBPF TLS capture not available here, capturing with af_packet instead: {why}");
+                    enabled.push((false, "ebpf_tls_not_supported".to_string()));
+                    af_packet = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let live = if af_packet {
+            let live = LiveCapture::start(self.live_config(default_iface, exclude_ports))?;
+            enabled.push((true, "af_packet".to_string()));
+            Some(live)
+        } else {
+            None
+        };
+        let capture_stats = live.as_ref().map(LiveCapture::stats).unwrap_or_default();
+        let metrics = Arc::new(AgentMetrics::new(capture_stats, identity, enabled));
+        Ok(Started {
+            sources: Sources { live, tls },
+            metrics,
+        })
     }
 
     pub fn live_config(&self, default_iface: &str, exclude_ports: Vec<u16>) -> LiveConfig {
@@ -110,9 +185,8 @@ pub struct AgentArgs {
     /// Address of the Prometheus `/metrics` and `/healthz` endpoint.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9100")]
     metrics_listen: SocketAddr,
-    /// Identity map (JSON object: IP → {pod, namespace, service, workload, node}).
-    #[arg(long, value_name = "FILE")]
-    identities: Option<PathBuf>,
+    #[command(flatten)]
+    identity: crate::identity_args::IdentityArgs,
     /// Largest request/response body stored per message, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = wiretrail_proto::schema::DEFAULT_BODY_CAP)]
     body_cap: usize,
@@ -135,13 +209,6 @@ pub fn boot_id() -> String {
         .unwrap_or_else(|_| "no-boot-id".into())
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 /// A sender config for a capturing process: batch numbers start from the clock (µs), so a
 /// restart under the same agent id without a spool is not mistaken for a resend. A window of
 /// 4 unacknowledged batches (16 for imports) keeps the agent's memory small; at a batch a
@@ -157,142 +224,6 @@ pub fn sender_config(
         spool_max_bytes: spool_max_mib << 20,
         give_up_after: give_up,
         first_seq: now_us().max(1) as u64,
-    }
-}
-
-/// Bytes of entry data after which a batch is shipped even with fewer rows.
-const BATCH_BYTES: usize = 16 << 20;
-/// A batch with entries is shipped at least this often (latency of live views).
-const SHIP_EVERY: Duration = Duration::from_secs(1);
-
-/// A running capture → dissection → sender chain.
-pub struct CaptureRun {
-    pub metrics: Arc<AgentMetrics>,
-    stop: Arc<AtomicBool>,
-    dissect: tokio::task::JoinHandle<anyhow::Result<()>>,
-    sender: tokio::task::JoinHandle<anyhow::Result<SendStats>>,
-}
-
-impl CaptureRun {
-    pub fn start(
-        capture: LiveCapture,
-        config: PipelineConfig,
-        client: IngestClient,
-        batch_rows: usize,
-        finish_timeout: Duration,
-    ) -> CaptureRun {
-        let metrics = Arc::new(AgentMetrics::new(capture.stats()));
-        let stop = capture.stop_handle();
-        let (tx, rx) = mpsc::channel::<RecordBatch>(4);
-        let m = metrics.clone();
-        let dissect = tokio::task::spawn_blocking(move || {
-            dissect_loop(capture, config, batch_rows.max(1), tx, &m)
-        });
-        let sender = tokio::spawn(send_loop(client, rx, metrics.clone(), finish_timeout));
-        CaptureRun {
-            metrics,
-            stop,
-            dissect,
-            sender,
-        }
-    }
-
-    /// True once the chain ended by itself (a capture thread failed, the sender stopped).
-    pub fn is_finished(&self) -> bool {
-        self.dissect.is_finished() || self.sender.is_finished()
-    }
-
-    /// Stops capture, dissects what is queued, ends every open stream, ships the last
-    /// entries and waits (bounded) for their acknowledgement.
-    pub async fn stop(self) -> anyhow::Result<SendStats> {
-        self.stop.store(true, Ordering::Relaxed);
-        let dissected = self.dissect.await.context("dissection thread")?;
-        let sent = self.sender.await.context("sender task")?;
-        dissected?;
-        sent
-    }
-}
-
-fn dissect_loop(
-    capture: LiveCapture,
-    config: PipelineConfig,
-    batch_rows: usize,
-    tx: mpsc::Sender<RecordBatch>,
-    metrics: &AgentMetrics,
-) -> anyhow::Result<()> {
-    let mut pipeline = Pipeline::new(config);
-    let mut builder = EntryBatchBuilder::new();
-    let mut builder_bytes = 0usize;
-    let mut first_entry: Option<Instant> = None;
-    let mut last_stats = Instant::now();
-    loop {
-        let closed = match capture.recv(Duration::from_millis(100)) {
-            Ok(Some(batch)) => {
-                for (ts, frame) in batch.packets() {
-                    pipeline.packet(ts, LinkType::LinuxSll, frame);
-                }
-                false
-            }
-            Ok(None) => false,
-            Err(_) => true,
-        };
-        if closed {
-            pipeline.finish();
-        } else {
-            pipeline.tick(now_us());
-        }
-        for e in pipeline.take_entries() {
-            builder_bytes += e.request_body.as_ref().map_or(0, Vec::len)
-                + e.response_body.as_ref().map_or(0, Vec::len)
-                + 512;
-            builder.push(&e);
-            first_entry.get_or_insert_with(Instant::now);
-            if builder.len() >= batch_rows || builder_bytes >= BATCH_BYTES {
-                tx.blocking_send(builder.finish()?)
-                    .context("the sender stopped")?;
-                builder_bytes = 0;
-                first_entry = None;
-            }
-        }
-        let due = first_entry.is_some_and(|t| t.elapsed() >= SHIP_EVERY);
-        if !builder.is_empty() && (closed || due) {
-            tx.blocking_send(builder.finish()?)
-                .context("the sender stopped")?;
-            builder_bytes = 0;
-            first_entry = None;
-        }
-        if closed || last_stats.elapsed() >= Duration::from_millis(500) {
-            metrics.set_pipeline(pipeline.stats(), pipeline.live_flows());
-            last_stats = Instant::now();
-        }
-        if closed {
-            return Ok(());
-        }
-    }
-}
-
-async fn send_loop(
-    mut client: IngestClient,
-    mut rx: mpsc::Receiver<RecordBatch>,
-    metrics: Arc<AgentMetrics>,
-    finish_timeout: Duration,
-) -> anyhow::Result<SendStats> {
-    while let Some(batch) = rx.recv().await {
-        if let Err(e) = client.send(batch).await {
-            metrics.sender_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "cannot ship a batch to ingest (it is kept and resent with the next one)");
-        }
-        metrics.set_sender(client.stats());
-    }
-    // `finish` gives up after the sender's own give-up time without progress; the outer
-    // bound also covers an ingest that accepts but never answers.
-    match tokio::time::timeout(finish_timeout * 2, client.finish()).await {
-        Ok(Ok(s)) => {
-            metrics.set_sender(s);
-            Ok(s)
-        }
-        Ok(Err(e)) => Err(e).context("the last batches were not acknowledged"),
-        Err(_) => bail!("ingest did not acknowledge the last batches within {finish_timeout:?}"),
     }
 }
 
@@ -314,7 +245,7 @@ async fn serve_metrics(addr: SocketAddr, metrics: Arc<AgentMetrics>) -> anyhow::
                             axum::http::header::CONTENT_TYPE,
                             "text/plain; version=0.0.4",
                         )],
-                        m.render() + &crate::agent_metrics::capture_enabled(true, "af_packet"),
+                        m.render(),
                     )
                 }
             }),
@@ -328,17 +259,15 @@ async fn serve_metrics(addr: SocketAddr, metrics: Arc<AgentMetrics>) -> anyhow::
 }
 
 pub async fn run(a: AgentArgs) -> anyhow::Result<()> {
-    a.capture.check_mode()?;
+    a.capture.modes()?;
     let redactor = a.redact.build()?;
     let node = a.node.clone().unwrap_or_else(crate::import::host_name);
-    let identities = match &a.identities {
-        Some(p) => IdentityMap::load(p)
-            .with_context(|| format!("cannot load identities from {}", p.display()))?,
-        None => IdentityMap::default(),
-    };
-    let live = a.capture.live_config("any", Vec::new());
-    let interfaces = live.interfaces.join(",");
-    let capture = LiveCapture::start(live)?;
+    let (identities, pods) = a.identity.build(&node).await?;
+    let interfaces = a
+        .capture
+        .live_config("any", Vec::new())
+        .interfaces
+        .join(",");
     let agent_id = format!("{node}-{}", boot_id());
     let client = IngestClient::with_config(
         &a.server,
@@ -350,10 +279,21 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<()> {
         capture: "af_packet".into(),
         body_cap: a.body_cap,
         identities,
+        target: pods,
         keylog: None,
         redactor: Some(redactor),
     };
-    let run = CaptureRun::start(capture, config, client, a.batch_rows, a.shutdown_timeout);
+    let started = a
+        .capture
+        .start("any", Vec::new(), config.identities.counters().clone())?;
+    let run = CaptureRun::start(
+        started.sources,
+        config,
+        client,
+        a.batch_rows,
+        a.shutdown_timeout,
+        started.metrics,
+    );
     let metrics = serve_metrics(a.metrics_listen, run.metrics.clone()).await?;
     tracing::info!(%node, %agent_id, interfaces, server = %a.server, %metrics, "wiretrail agent is capturing");
     let signal = crate::server::shutdown_signal();

@@ -5,6 +5,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use wiretrail_agent::capture::ebpf::{TlsStats, TlsStreamStats};
+use wiretrail_agent::identity::IdentityCounters;
 use wiretrail_agent::{CaptureStats, PipelineStats};
 use wiretrail_ingest::SendStats;
 
@@ -17,12 +19,24 @@ pub struct AgentMetrics {
     sender: Mutex<SendStats>,
     /// `send` calls that failed (ingest away longer than the give-up time, no spool).
     pub sender_errors: AtomicU64,
+    /// Shared with the pipeline's resolver and the Kubernetes watchers.
+    identity: Arc<IdentityCounters>,
+    /// The eBPF TLS probes, their streams, their pipeline and its open streams.
+    tls: Mutex<Option<(TlsStats, TlsStreamStats, PipelineStats, usize)>>,
+    /// `wiretrail_capture_enabled` lines: (on, method or reason).
+    enabled: Vec<(bool, String)>,
 }
 
 impl AgentMetrics {
-    pub fn new(capture: Arc<CaptureStats>) -> Self {
+    pub fn new(
+        capture: Arc<CaptureStats>,
+        identity: Arc<IdentityCounters>,
+        enabled: Vec<(bool, String)>,
+    ) -> Self {
         AgentMetrics {
             capture,
+            identity,
+            enabled,
             ..Default::default()
         }
     }
@@ -30,6 +44,12 @@ impl AgentMetrics {
     pub fn set_pipeline(&self, s: &PipelineStats, live_flows: usize) {
         if let Ok(mut p) = self.pipeline.lock() {
             *p = (s.clone(), live_flows);
+        }
+    }
+
+    pub fn set_tls(&self, t: TlsStats, s: TlsStreamStats, p: &PipelineStats, live: usize) {
+        if let Ok(mut m) = self.tls.lock() {
+            *m = Some((t, s, p.clone(), live));
         }
     }
 
@@ -51,9 +71,24 @@ impl AgentMetrics {
         let mut out = String::new();
         let c = &self.capture;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (p, live) = self.pipeline.lock().map(|p| p.clone()).unwrap_or_default();
+        let (mut p, mut live) = self.pipeline.lock().map(|p| p.clone()).unwrap_or_default();
+        let tls = self.tls.lock().ok().and_then(|t| t.clone());
+        // Entries and redactions count both pipelines (AF_PACKET and eBPF TLS).
+        let mut redactions: std::collections::BTreeMap<&str, u64> = p.redactions.by_kind().into();
+        if let Some((_, _, tp, tlive)) = &tls {
+            for (proto, n) in &tp.entries {
+                *p.entries.entry(proto.clone()).or_default() += n;
+            }
+            for (kind, n) in tp.redactions.by_kind() {
+                *redactions.entry(kind).or_default() += n;
+            }
+            p.dissect_errors += tp.dissect_errors;
+            p.untargeted_flows += tp.untargeted_flows;
+            live += tlive;
+        }
         let s = self.sender.lock().map(|s| *s).unwrap_or_default();
-        let counters: [(&str, &str, u64); 23] = [
+        let i = &self.identity;
+        let counters: [(&str, &str, u64); 32] = [
             ("packets_total", "Packets read from the capture rings.", get(&c.packets)),
             ("bytes_total", "Bytes of the packets read from the capture rings.", get(&c.bytes)),
             ("kernel_packets_total", "Packets the kernel passed to the capture sockets, drops included (PACKET_STATISTICS).", get(&c.kernel_packets)),
@@ -77,6 +112,15 @@ impl AgentMetrics {
             ("sender_spooled_batches_total", "Batches written to the spool.", s.spooled_batches),
             ("sender_dropped_rows_total", "Entries dropped because the spool was full.", s.dropped_rows),
             ("sender_errors_total", "Sends that failed after retrying (no spool).", get(&self.sender_errors)),
+            ("identity_misses_total", "Address lookups no identity source knew (the entry names the bare IP).", get(&i.misses)),
+            ("identity_hits_total", "Address lookups resolved to a pod, service, node or --identities entry.", get(&i.hits)),
+            ("identity_watch_events_total", "Kubernetes watch events applied.", get(&i.watch_events)),
+            ("identity_watch_errors_total", "Kubernetes watch errors (each retried with backoff).", get(&i.watch_errors)),
+            ("identity_relists_total", "Full Kubernetes lists (the first, and after errors or 410 Gone).", get(&i.relists)),
+            ("identity_reverse_dns_lookups_total", "Reverse DNS lookups made (--reverse-dns).", get(&i.rdns_lookups)),
+            ("identity_reverse_dns_names_total", "Reverse DNS lookups that found a name.", get(&i.rdns_names)),
+            ("identity_reverse_dns_dropped_total", "Addresses not looked up because too many lookups were waiting.", get(&i.rdns_dropped)),
+            ("untargeted_streams_total", "Streams not dissected because neither end is a targeted pod.", p.untargeted_flows),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -113,20 +157,88 @@ impl AgentMetrics {
             out,
             "# HELP wiretrail_agent_redactions_total Values replaced by the redactor before leaving the node, by kind.\n# TYPE wiretrail_agent_redactions_total counter"
         );
-        for (kind, n) in p.redactions.by_kind() {
+        for (kind, n) in redactions {
             let _ = writeln!(
                 out,
                 "wiretrail_agent_redactions_total{{kind=\"{kind}\"}} {n}"
             );
         }
-        out
+        if let Some((t, st, tp, _)) = &tls {
+            let tls_counters: [(&str, &str, u64); 9] = [
+                (
+                    "tls_events_total",
+                    "SSL_read/SSL_write calls delivered by the eBPF probes.",
+                    t.events,
+                ),
+                (
+                    "tls_bytes_total",
+                    "Plaintext bytes delivered by the eBPF probes.",
+                    t.bytes,
+                ),
+                (
+                    "tls_ringbuf_drops_total",
+                    "Probe records lost because the ring buffer was full.",
+                    t.ringbuf_drops,
+                ),
+                (
+                    "tls_read_failures_total",
+                    "SSL calls whose buffer the probe could not read.",
+                    t.read_failures,
+                ),
+                (
+                    "tls_incomplete_events_total",
+                    "SSL calls delivered with a part missing.",
+                    t.incomplete_events,
+                ),
+                (
+                    "tls_unknown_address_events_total",
+                    "SSL calls without socket addresses (not dissected).",
+                    t.unknown_address_events + st.unknown_address_events,
+                ),
+                (
+                    "tls_mirrored_events_total",
+                    "SSL calls of the other end of a connection already followed.",
+                    st.mirrored_events,
+                ),
+                (
+                    "tls_truncated_bytes_total",
+                    "Plaintext bytes beyond the per-call capture limit.",
+                    st.truncated_bytes,
+                ),
+                (
+                    "tls_entries_total",
+                    "Entries made from eBPF TLS plaintext (capture = ebpf_tls).",
+                    tp.entries_total(),
+                ),
+            ];
+            for (name, help, v) in tls_counters {
+                let _ = writeln!(
+                    out,
+                    "# HELP wiretrail_agent_{name} {help}\n# TYPE wiretrail_agent_{name} counter\nwiretrail_agent_{name} {v}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP wiretrail_agent_tls_libraries libssl files the eBPF probes are attached to.\n# TYPE wiretrail_agent_tls_libraries gauge\nwiretrail_agent_tls_libraries {}",
+                t.libraries.len()
+            );
+        }
+        out + &capture_enabled(&self.enabled)
     }
 }
 
-/// `wiretrail_capture_enabled`: 1 when live capture runs, else 0 with the reason as a label.
-pub fn capture_enabled(on: bool, reason: &str) -> String {
-    format!(
-        "# HELP wiretrail_capture_enabled Whether live capture runs in this process (reason when not).\n# TYPE wiretrail_capture_enabled gauge\nwiretrail_capture_enabled{{reason=\"{reason}\"}} {}\n",
-        u8::from(on)
-    )
+/// `wiretrail_capture_enabled`: 1 per capture method running, 0 with the reason for one that
+/// is not.
+pub fn capture_enabled(lines: &[(bool, String)]) -> String {
+    let mut out = String::from(
+        "# HELP wiretrail_capture_enabled Whether live capture runs in this process, by method (reason when not).\n# TYPE wiretrail_capture_enabled gauge\n",
+    );
+    for (on, reason) in lines {
+        let _ = writeln!(
+            out,
+            "wiretrail_capture_enabled{{reason=\"{reason}\"}} {}",
+            u8::from(*on)
+        );
+    }
+    out
 }

@@ -191,7 +191,8 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         node: node.clone(),
         capture: "pcap".into(),
         body_cap: a.body_cap,
-        identities,
+        identities: identities.into(),
+        target: None,
         keylog,
         redactor,
     };

@@ -3,6 +3,8 @@
 
 mod agent_cmd;
 mod agent_metrics;
+mod capture_run;
+mod identity_args;
 mod import;
 mod query_cmd;
 mod redact_args;

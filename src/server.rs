@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use tokio::net::TcpListener;
-use wiretrail_agent::{AgentError, IdentityMap, LiveCapture, PipelineConfig};
+use wiretrail_agent::{AgentError, PipelineConfig};
 use wiretrail_ingest::{Ingest, IngestClient, IngestConfig, IngestFlightService};
 use wiretrail_query::flight_sql::WiretrailFlightSql;
 use wiretrail_query::sql::SqlLimits;
 use wiretrail_query::QueryService;
 
-use crate::agent_cmd::CaptureRun;
 use crate::agent_metrics::capture_enabled;
+use crate::capture_run::CaptureRun;
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -31,9 +31,6 @@ pub struct UpArgs {
     /// Address of the Arrow Flight SQL endpoint (read-only SQL for ADBC/JDBC tools).
     #[arg(long, value_name = "ADDR", default_value = crate::DEFAULT_FLIGHT_SQL)]
     flight_sql_listen: SocketAddr,
-    /// Identity map (JSON: IP → pod, namespace, service, workload, node) for live capture.
-    #[arg(long, value_name = "FILE")]
-    identities: Option<PathBuf>,
     /// Do not capture live traffic on this machine. Without it, `up` captures in-process on
     /// `--interface` (default `lo`) when permitted (root or CAP_NET_RAW), leaving out its own
     /// ports, and stores what it captures here.
@@ -41,6 +38,8 @@ pub struct UpArgs {
     no_capture: bool,
     #[command(flatten)]
     capture: crate::agent_cmd::CaptureArgs,
+    #[command(flatten)]
+    identity: crate::identity_args::IdentityArgs,
     #[command(flatten)]
     redact: crate::redact_args::RedactArgs,
     /// Memory one `POST /api/v1/sql` query may hold (MiB); above it the query fails.
@@ -236,32 +235,39 @@ async fn start_capture(
 ) -> anyhow::Result<Option<CaptureRun>> {
     if a.no_capture {
         tracing::info!("live capture off (--no-capture)");
-        ingest.add_metrics(Arc::new(|| capture_enabled(false, "no_capture")));
+        ingest.add_metrics(Arc::new(|| {
+            capture_enabled(&[(false, "no_capture".into())])
+        }));
         return Ok(None);
     }
-    a.capture.check_mode()?;
+    a.capture.modes()?;
     let redactor = a.redact.build()?;
-    let identities = match &a.identities {
-        Some(path) => {
-            let ids = IdentityMap::load(path)?;
-            tracing::info!(addresses = ids.len(), file = %path.display(), "identity map loaded");
-            ids
-        }
-        None => IdentityMap::default(),
-    };
-    let live = a
+    let node = crate::import::host_name();
+    let (identities, pods) = a.identity.build(&node).await?;
+    let exclude: Vec<u16> = own.iter().map(SocketAddr::port).collect();
+    let interfaces = a
         .capture
-        .live_config("lo", own.iter().map(SocketAddr::port).collect());
-    let interfaces = live.interfaces.join(",");
-    let capture = match LiveCapture::start(live) {
-        Ok(c) => c,
+        .live_config("lo", exclude.clone())
+        .interfaces
+        .join(",");
+    let started = match a
+        .capture
+        .start("lo", exclude, identities.counters().clone())
+    {
+        Ok(s) => s,
         Err(AgentError::CaptureNotPermitted(why)) => {
             tracing::warn!("not root: live capture off; use `wiretrail import` ({why})");
-            ingest.add_metrics(Arc::new(|| capture_enabled(false, "not_permitted")));
+            ingest.add_metrics(Arc::new(|| {
+                capture_enabled(&[(false, "not_permitted".into())])
+            }));
             return Ok(None);
         }
         Err(e) => return Err(e).context("live capture (--no-capture turns it off)"),
     };
+    let (af, tls) = (
+        started.sources.live.is_some(),
+        started.sources.tls.is_some(),
+    );
     // Shipped over loopback Flight to this process's own ingest: the same path as an agent's.
     let mut target = own[1];
     if target.ip().is_unspecified() {
@@ -271,7 +277,6 @@ async fn start_capture(
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    let node = crate::import::host_name();
     let finish = Duration::from_secs(20);
     let client = IngestClient::with_config(
         &format!("http://{target}"),
@@ -283,18 +288,31 @@ async fn start_capture(
         capture: "af_packet".into(),
         body_cap: wiretrail_proto::schema::DEFAULT_BODY_CAP,
         identities,
+        target: pods,
         keylog: None,
         redactor: Some(redactor),
     };
-    let run = CaptureRun::start(capture, config, client, 1024, finish);
-    let m = run.metrics.clone();
-    ingest.add_metrics(Arc::new(move || {
-        m.render() + &capture_enabled(true, "af_packet")
-    }));
-    tracing::info!(
-        interfaces,
-        "live capture on (AF_PACKET): traffic on {interfaces} is stored here, wiretrail's own ports left out"
+    let run = CaptureRun::start(
+        started.sources,
+        config,
+        client,
+        1024,
+        finish,
+        started.metrics,
     );
+    let m = run.metrics.clone();
+    ingest.add_metrics(Arc::new(move || m.render()));
+    if tls {
+        tracing::info!(
+            "eBPF TLS capture on: OpenSSL plaintext of this machine's processes is stored here"
+        );
+    }
+    if af {
+        tracing::info!(
+            interfaces,
+            "live capture on (AF_PACKET): traffic on {interfaces} is stored here, wiretrail's own ports left out"
+        );
+    }
     Ok(Some(run))
 }
 

@@ -222,8 +222,14 @@ fn agent_on_veth() {
     ]);
     ok(&["ip", "link", "set", &va, "netns", &srv]);
     ok(&["ip", "link", "set", &vb, "netns", &cli]);
-    for (ns, dev, addr) in [(&srv, &va, "10.77.0.1/24"), (&cli, &vb, "10.77.0.2/24")] {
+    for (ns, dev, addr, addr6) in [
+        (&srv, &va, "10.77.0.1/24", "fd77::1/64"),
+        (&cli, &vb, "10.77.0.2/24", "fd77::2/64"),
+    ] {
         ok(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+        ok(&[
+            "ip", "-n", ns, "-6", "addr", "add", addr6, "dev", dev, "nodad",
+        ]);
         ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
         ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
     }
@@ -246,6 +252,21 @@ fn agent_on_veth() {
         ],
     );
     wait_listening(&srv, 8080, false);
+    // The same site over IPv6.
+    let _http6 = spawn_in(
+        &srv,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8081",
+            "--bind",
+            "fd77::1",
+            "--directory",
+            site_dir.to_str().unwrap(),
+        ],
+    );
+    wait_listening(&srv, 8081, false);
     let redis = have("redis-server") && have("redis-cli");
     let _redis = redis.then(|| {
         let p = spawn_in(
@@ -332,6 +353,13 @@ fn agent_on_veth() {
             .entry((method.to_string(), path.to_string(), status))
             .or_insert(0usize) += 1;
     }
+    let mut want_http6 = BTreeMap::new();
+    for (method, path) in &site {
+        let status = curl(&cli, method, &format!("http://[fd77::1]:8081{path}"));
+        *want_http6
+            .entry((method.to_string(), path.to_string(), status))
+            .or_insert(0usize) += 1;
+    }
     let mut want_redis: BTreeMap<(String, String), usize> = BTreeMap::new();
     if redis {
         let cmds: [&[&str]; 5] = [
@@ -395,13 +423,19 @@ fn agent_on_veth() {
     assert!(status.success(), "agent exit: {status:?}");
 
     let kfl = |p: &str| format!("{p} and node == \"{node}\"");
-    let http = server.all(&kfl("http"), None, None);
+    let http = server.all(&kfl("http and dst.port == 8080"), None, None);
     assert_eq!(http_tuples(&http), want_http, "HTTP entries");
     for e in &http {
         assert_eq!(e["capture"], "af_packet");
         assert_eq!(e["src"]["ip"], "10.77.0.2");
         assert_eq!(e["dst"]["ip"], "10.77.0.1");
         assert_eq!(e["dst"]["port"], 8080);
+    }
+    let http6 = server.all(&kfl("http and dst.port == 8081"), None, None);
+    assert_eq!(http_tuples(&http6), want_http6, "HTTP entries over IPv6");
+    for e in &http6 {
+        assert_eq!(e["src"]["ip"], "fd77::2");
+        assert_eq!(e["dst"]["ip"], "fd77::1");
     }
     if redis {
         let got: BTreeMap<(String, String), usize> = server
@@ -423,6 +457,7 @@ fn agent_on_veth() {
     }
     // Nothing but what the clients sent.
     let want_total = want_http.values().sum::<usize>()
+        + want_http6.values().sum::<usize>()
         + want_redis.values().sum::<usize>()
         + want_dns.values().sum::<usize>();
     assert_eq!(
@@ -605,19 +640,4 @@ fn up_without_permission() {
         1,
         "{text}"
     );
-}
-
-#[test]
-fn ebpf_capture_is_a_clear_error() {
-    let o = sh(&[
-        BIN,
-        "agent",
-        "--server",
-        "http://127.0.0.1:1",
-        "--capture",
-        "ebpf_tls",
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("not supported in this build"), "{err}");
 }

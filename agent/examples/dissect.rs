@@ -4,7 +4,7 @@
 //! entries/s. No storage: this is the number to put next to `tshark -T fields` on the same
 //! file (`bench/dissect_vs_tshark.sh`).
 //!
-//! usage: cargo run --release -p wiretrail-agent --example dissect -- FILE [FILE ...]
+//! usage: [IDENTITIES=FILE] cargo run --release -p wiretrail-agent --example dissect -- FILE…
 
 use std::collections::BTreeMap;
 
@@ -23,8 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in files {
         let start = Instant::now();
         let mut r = CaptureReader::open(&f)?;
+        // IDENTITIES=FILE resolves addresses with an `--identities` map (time-aware resolver).
+        let identities = match std::env::var_os("IDENTITIES") {
+            Some(path) => wiretrail_agent::IdentityMap::load(path)?.into(),
+            None => Default::default(),
+        };
         let mut p = Pipeline::new(PipelineConfig {
             node: "bench".into(),
+            identities,
             ..Default::default()
         });
         let mut by_protocol: BTreeMap<String, u64> = BTreeMap::new();

@@ -31,6 +31,16 @@ pub enum AgentError {
     CaptureNotPermitted(String),
     #[error("filter {expr:?}: {reason}")]
     Filter { expr: String, reason: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
+    /// eBPF capture cannot run here (privileges, kernel features, verifier, no libssl): the
+    /// agent falls back to AF_PACKET.
+    #[error("eBPF TLS capture not supported here: {0}")]
+    EbpfNotSupported(String),
+    #[error("eBPF TLS capture failed: {0}")]
+    Ebpf(String),
     #[error("TLS key log {path}: {reason}")]
     KeyLog { path: PathBuf, reason: String },
 }

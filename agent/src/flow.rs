@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use wiretrail_proto::Entry;
+use wiretrail_proto::{Endpoint, Entry};
 
 use crate::dissect::{Dir, DissectConfig, Dissector, Parser, Probe};
 use crate::pipeline::PipelineStats;
@@ -48,7 +48,11 @@ struct Conn {
 
 pub(crate) struct Flow {
     pub tcp: bool,
+    /// Capture time of the flow's first packet: its ends' identities are resolved as of then.
+    pub first_ts: i64,
     pub last_ts: i64,
+    /// The two ends with their identities (same order as `ends()`), once resolved.
+    pub endpoints: Option<Box<[Endpoint; 2]>>,
     halves: [TcpHalf; 2],
     fin: [bool; 2],
     conn: Conn,
@@ -67,7 +71,9 @@ impl Flow {
     pub fn new(ends: [Addr; 2], tcp: bool, ts: i64) -> Self {
         Flow {
             tcp,
+            first_ts: ts,
             last_ts: ts,
+            endpoints: None,
             halves: Default::default(),
             fin: [false; 2],
             conn: Conn {
@@ -88,6 +94,11 @@ impl Flow {
 
     pub fn ends(&self) -> [Addr; 2] {
         self.conn.ends
+    }
+
+    /// Nothing of this flow is dissected (pod targeting): its packets are only counted.
+    pub fn ignore(&mut self) {
+        self.conn.state = State::Ignored;
     }
 
     /// A SYN without ACK from `side` that starts a different connection on the same ports

@@ -17,7 +17,7 @@ pub mod redact;
 
 pub use capture::{CaptureReader, CaptureStats, LinkType, LiveCapture, LiveConfig, Packet};
 pub use error::AgentError;
-pub use identity::IdentityMap;
+pub use identity::{IdentityHistory, IdentityMap, IdentityResolver, IdentityStats, PodFilter};
 pub use keylog::KeyLog;
-pub use pipeline::{Pipeline, PipelineConfig, PipelineStats};
+pub use pipeline::{Pipeline, PipelineConfig, PipelineStats, StreamMark};
 pub use redact::{RedactionCounts, Redactor};

@@ -13,7 +13,7 @@ use wiretrail_proto::{Endpoint, Entry, EntryId, Identity};
 use crate::capture::{decode, Decoded, LinkType, Transport};
 use crate::dissect::{registry, DissectConfig, Dissector};
 use crate::flow::{Addr, Env, Flow, TcpFlags};
-use crate::identity::IdentityMap;
+use crate::identity::{IdentityResolver, PodFilter};
 
 /// Flows tracked at once; beyond it the least recently active ones are ended early.
 pub const MAX_FLOWS: usize = 100_000;
@@ -36,7 +36,10 @@ pub struct PipelineConfig {
     pub capture: String,
     /// Largest decoded body kept per message; the rest is counted, not stored.
     pub body_cap: usize,
-    pub identities: IdentityMap,
+    /// IP and capture time → identity (Kubernetes history, `--identities` file).
+    pub identities: IdentityResolver,
+    /// Pod targeting: when set, a flow with neither end targeted is not dissected.
+    pub target: Option<PodFilter>,
     /// TLS key log for decrypting captured TLS connections.
     pub keylog: Option<std::sync::Arc<crate::KeyLog>>,
     /// Secrets removed from each finished entry before it is handed out for batching.
@@ -49,11 +52,24 @@ impl Default for PipelineConfig {
             node: "localhost".into(),
             capture: "pcap".into(),
             body_cap: wiretrail_proto::schema::DEFAULT_BODY_CAP,
-            identities: IdentityMap::default(),
+            identities: IdentityResolver::default(),
+            target: None,
             keylog: None,
             redactor: None,
         }
     }
+}
+
+/// What a [`Pipeline::stream_data`] call stands for in TCP terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamMark {
+    /// The connection starts; its sender is the client (a SYN).
+    Open,
+    /// The other end answers the start (a SYN-ACK).
+    OpenReply,
+    Data,
+    /// The sender is done (a FIN).
+    Close,
 }
 
 /// What happened to every packet; nothing is dropped without being counted here.
@@ -73,6 +89,8 @@ pub struct PipelineStats {
     pub udp_flows: u64,
     /// Flows (TCP streams or UDP flows) no dissector recognised.
     pub undissected_flows: u64,
+    /// Flows not dissected because neither end is a targeted pod (`PipelineConfig::target`).
+    pub untargeted_flows: u64,
     /// Flows ended early because the flow table was full.
     pub evicted_flows: u64,
     /// Bytes never captured (holes skipped by reassembly).
@@ -116,8 +134,8 @@ pub struct Pipeline {
     out: Vec<Entry>,
     /// Scratch space for one flow operation's entries.
     scratch: Vec<Entry>,
-    /// IP → (text, identity), see [`Pipeline::endpoint`].
-    endpoints: HashMap<std::net::IpAddr, (String, Identity)>,
+    /// IP → its text, see [`Pipeline::endpoint`].
+    ip_text: HashMap<std::net::IpAddr, String>,
     seq: u32,
     stats: PipelineStats,
     last_sweep: i64,
@@ -145,7 +163,7 @@ impl Pipeline {
             closed: HashMap::new(),
             out: Vec::new(),
             scratch: Vec::new(),
-            endpoints: HashMap::new(),
+            ip_text: HashMap::new(),
             seq,
             stats: PipelineStats::default(),
             last_sweep: i64::MIN,
@@ -187,6 +205,32 @@ impl Pipeline {
             }
             Transport::Udp => self.udp(ts_us, seg.src, seg.dst, seg.payload),
         }
+    }
+
+    /// Bytes of a TCP connection as a process wrote or read them (eBPF TLS capture sees
+    /// plaintext, not packets): `seq` is the offset of `data` in the sender's byte stream, so
+    /// chunks reassemble like segments; `mark` stands for the TCP flags a packet would carry.
+    pub fn stream_data(
+        &mut self,
+        ts_us: i64,
+        src: (std::net::IpAddr, u16),
+        dst: (std::net::IpAddr, u16),
+        seq: u32,
+        data: &[u8],
+        mark: StreamMark,
+    ) {
+        self.stats.packets += 1;
+        self.stats.bytes += data.len() as u64;
+        if ts_us.saturating_sub(self.last_sweep) > SWEEP_EVERY_US {
+            self.sweep(ts_us);
+        }
+        let flags = TcpFlags {
+            syn: matches!(mark, StreamMark::Open | StreamMark::OpenReply),
+            ack: !matches!(mark, StreamMark::Open),
+            fin: matches!(mark, StreamMark::Close),
+            rst: false,
+        };
+        self.tcp(ts_us, src, dst, seq, flags, data);
     }
 
     /// Live capture: lets idle flows time out while no packet arrives (`now_us`: wall clock).
@@ -238,7 +282,8 @@ impl Pipeline {
             }
             self.make_room();
             self.stats.tcp_streams += 1;
-            self.flows.insert(k, Flow::new([k.1, k.2], true, ts));
+            let flow = self.new_flow([k.1, k.2], true, ts);
+            self.flows.insert(k, flow);
         }
         let Some(mut flow) = self.flows.remove(&k) else {
             return;
@@ -261,11 +306,35 @@ impl Pipeline {
             None => {
                 self.make_room();
                 self.stats.udp_flows += 1;
-                Flow::new([k.1, k.2], false, ts)
+                self.new_flow([k.1, k.2], false, ts)
             }
         };
         self.run(&mut flow, |f, env| f.datagram(env, side, ts, payload));
         self.flows.insert(k, flow);
+    }
+
+    /// A new flow; with pod targeting its ends are resolved now and a flow with neither end
+    /// targeted is ignored before any of its bytes is looked at.
+    fn new_flow(&mut self, ends: [Addr; 2], tcp: bool, ts: i64) -> Flow {
+        let mut flow = Flow::new(ends, tcp, ts);
+        if self
+            .config
+            .target
+            .as_ref()
+            .is_some_and(|t| !t.is_everything())
+        {
+            let eps = [self.endpoint(ends[0], ts), self.endpoint(ends[1], ts)];
+            let target = self.config.target.as_ref();
+            if !eps
+                .iter()
+                .any(|e| target.is_some_and(|t| t.matches(&e.identity)))
+            {
+                flow.ignore();
+                self.stats.untargeted_flows += 1;
+            }
+            flow.endpoints = Some(Box::new(eps));
+        }
+        flow
     }
 
     /// Ends flows idle for longer than their timeout and forgets old closed connections.
@@ -330,37 +399,49 @@ impl Pipeline {
                 out: &mut out,
             },
         );
-        self.decorate(flow.client_side(), flow.ends(), &mut out);
+        if !out.is_empty() {
+            let eps = match flow.endpoints.take() {
+                Some(eps) => eps,
+                None => {
+                    let [a, b] = flow.ends();
+                    Box::new([
+                        self.endpoint(a, flow.first_ts),
+                        self.endpoint(b, flow.first_ts),
+                    ])
+                }
+            };
+            self.decorate(flow.client_side(), &eps, &mut out);
+            flow.endpoints = Some(eps);
+        }
         self.scratch = out;
         r
     }
 
-    /// Adds ids, node, capture source, addresses and identities, and moves the entries out.
-    /// An address's text and identity, formatted once and reused (formatting an IP for every
-    /// entry was a tenth of the dissection time).
-    fn endpoint(&mut self, (ip, port): Addr) -> Endpoint {
-        if self.endpoints.len() >= MAX_FLOWS {
-            self.endpoints.clear();
+    /// An address with its identity as of `ts` (resolved once per flow: an IP reused by a new
+    /// pod must not rename an old flow's entries). Its text is formatted once per address
+    /// (formatting an IP for every entry was a tenth of the dissection time).
+    fn endpoint(&mut self, (ip, port): Addr, ts: i64) -> Endpoint {
+        if self.ip_text.len() >= MAX_FLOWS {
+            self.ip_text.clear();
         }
-        let identities = &self.config.identities;
-        let (text, identity) = self
-            .endpoints
-            .entry(ip)
-            .or_insert_with(|| (ip.to_string(), identities.resolve(&ip)));
+        let text = self.ip_text.entry(ip).or_insert_with(|| ip.to_string());
+        let identity = match self.config.identities.lookup(&ip, ts) {
+            Some(id) => id,
+            None => Identity {
+                name: text.clone(),
+                ..Default::default()
+            },
+        };
         Endpoint {
             ip: text.clone(),
             port,
-            identity: identity.clone(),
+            identity,
         }
     }
 
-    fn decorate(&mut self, client: usize, ends: [Addr; 2], entries: &mut Vec<Entry>) {
-        if entries.is_empty() {
-            return;
-        }
-        let (c, s) = (ends[client & 1], ends[1 - (client & 1)]);
-        let src = self.endpoint(c);
-        let dst = self.endpoint(s);
+    /// Adds ids, node, capture source, addresses and identities, and moves the entries out.
+    fn decorate(&mut self, client: usize, ends: &[Endpoint; 2], entries: &mut Vec<Entry>) {
+        let (src, dst) = (&ends[client & 1], &ends[1 - (client & 1)]);
         for mut e in entries.drain(..) {
             self.seq = self.seq.wrapping_add(1);
             e.id = EntryId::new(e.ts_us, &self.config.node, self.seq);

@@ -277,7 +277,7 @@ fn cluster_mix_http_and_dns_with_identities() {
     let ids = IdentityMap::load(corpus().join("pcaps/cluster_mix.identities.json")).unwrap();
     let mut p = Pipeline::new(PipelineConfig {
         node: "node-a".into(),
-        identities: ids,
+        identities: ids.into(),
         ..Default::default()
     });
     let mut r = CaptureReader::open(corpus().join("pcaps/cluster_mix.pcap")).unwrap();

@@ -1,9 +1,10 @@
 //! Getting packets: capture files (`pcap`), live `AF_PACKET` capture (`live`, with its BPF
-//! filter compiler in `bpf`), and decoding link, IP and transport headers into [`Segment`]s for
+//! filter compiler in `bpf`), TLS plaintext from eBPF uprobes (`ebpf`), and decoding link, IP and transport headers into [`Segment`]s for
 //! reassembly.
 
 mod bpf;
 mod decode;
+pub mod ebpf;
 pub mod live;
 mod pcap;
 

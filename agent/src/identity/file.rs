@@ -1,6 +1,5 @@
-//! Who an address belongs to, resolved when the traffic is captured and stored with the
-//! entry (IPs are reused by new pods; resolving at query time would rewrite history).
-//! Outside Kubernetes the map comes from a JSON file (`--identities`).
+//! The static identity map of `--identities FILE`: valid at every time (outside Kubernetes,
+//! or for addresses the watchers do not cover).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -74,6 +73,12 @@ impl IdentityMap {
         self.by_ip.is_empty()
     }
 
+    /// The identity of `ip`, if the file names it.
+    pub fn get(&self, ip: &IpAddr) -> Option<&Identity> {
+        self.by_ip.get(ip)
+    }
+
+    /// The identity of `ip`; unknown addresses get an identity named after the IP.
     pub fn resolve(&self, ip: &IpAddr) -> Identity {
         self.by_ip.get(ip).cloned().unwrap_or_else(|| Identity {
             name: ip.to_string(),
