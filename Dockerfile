@@ -6,7 +6,8 @@
 
 # --- build -----------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS build
-# RocksDB's bindings are generated with libclang; RocksDB itself is C++ (g++ is in the image).
+# RocksDB's bindings are generated with libclang (RocksDB itself is C++, g++ is in the image);
+# clang also compiles the eBPF TLS probes (agent/build.rs, `clang -target bpf`).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clang libclang-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -31,8 +31,12 @@ install_system_packages() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
   command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+  # eBPF TLS tests: curl and a Python ssl server (linking the system libssl) with a
+  # certificate made by the openssl CLI.
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "dev.sh: installing ${missing[*]} (RocksDB's bindings need clang; the snapshot test needs tshark; live capture and its test need libpcap, redis, dnsmasq, dig)" >&2
+    echo "dev.sh: installing ${missing[*]} (RocksDB's bindings need clang; the snapshot test needs tshark; live capture and its tests need libpcap, redis, dnsmasq, dig, curl, openssl)" >&2
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq

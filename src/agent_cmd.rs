@@ -45,6 +45,11 @@ pub struct CaptureArgs {
     /// libssl plus every libssl mapped by a running process, looked for again every 5 s.
     #[arg(long, value_name = "FILE")]
     pub libssl: Vec<PathBuf>,
+    /// cgroup v2 directory under which processes' cgroups are found, to name the pod of a
+    /// process's TLS traffic (with --kubernetes) whatever address it uses. Default: this
+    /// process's cgroup2 mount; in a container, mount the host's /sys/fs/cgroup and name it.
+    #[arg(long, value_name = "DIR")]
+    pub cgroup_root: Option<PathBuf>,
     /// Size of one TPACKET_V3 ring block in KiB (≥ 72; a block holds whole packets, up to
     /// 64 KiB with GRO).
     #[arg(long, value_name = "KIB", default_value_t = 1024)]
@@ -140,8 +145,16 @@ impl CaptureArgs {
         };
         let capture_stats = live.as_ref().map(LiveCapture::stats).unwrap_or_default();
         let metrics = Arc::new(AgentMetrics::new(capture_stats, identity, enabled));
+        let cgroup_root = self
+            .cgroup_root
+            .clone()
+            .unwrap_or_else(wiretrail_agent::identity::cgroup::cgroup2_root);
         Ok(Started {
-            sources: Sources { live, tls },
+            sources: Sources {
+                live,
+                tls,
+                cgroup_root,
+            },
             metrics,
         })
     }

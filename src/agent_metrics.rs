@@ -123,10 +123,7 @@ impl AgentMetrics {
             ("untargeted_streams_total", "Streams not dissected because neither end is a targeted pod.", p.untargeted_flows),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP wiretrail_agent_{name} {help}\n# TYPE wiretrail_agent_{name} counter\nwiretrail_agent_{name} {v}"
-            );
+            metric(&mut out, "counter", name, help, v);
         }
         let gauges: [(&str, &str, u64); 3] = [
             ("live_streams", "Streams open now.", live as u64),
@@ -138,10 +135,7 @@ impl AgentMetrics {
             ("spool_bytes", "Bytes in the sender's spool.", s.spool_bytes),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP wiretrail_agent_{name} {help}\n# TYPE wiretrail_agent_{name} gauge\nwiretrail_agent_{name} {v}"
-            );
+            metric(&mut out, "gauge", name, help, v);
         }
         let _ = writeln!(
             out,
@@ -164,7 +158,7 @@ impl AgentMetrics {
             );
         }
         if let Some((t, st, tp, _)) = &tls {
-            let tls_counters: [(&str, &str, u64); 9] = [
+            let tls_counters: [(&str, &str, u64); 10] = [
                 (
                     "tls_events_total",
                     "SSL_read/SSL_write calls delivered by the eBPF probes.",
@@ -206,25 +200,38 @@ impl AgentMetrics {
                     st.truncated_bytes,
                 ),
                 (
+                    "tls_attributed_streams_total",
+                    "TLS connection views named after their process's pod (cgroup).",
+                    st.attributed_views,
+                ),
+                (
                     "tls_entries_total",
                     "Entries made from eBPF TLS plaintext (capture = ebpf_tls).",
                     tp.entries_total(),
                 ),
             ];
             for (name, help, v) in tls_counters {
-                let _ = writeln!(
-                    out,
-                    "# HELP wiretrail_agent_{name} {help}\n# TYPE wiretrail_agent_{name} counter\nwiretrail_agent_{name} {v}"
-                );
+                metric(&mut out, "counter", name, help, v);
             }
-            let _ = writeln!(
-                out,
-                "# HELP wiretrail_agent_tls_libraries libssl files the eBPF probes are attached to.\n# TYPE wiretrail_agent_tls_libraries gauge\nwiretrail_agent_tls_libraries {}",
-                t.libraries.len()
+            let help = "libssl files the eBPF probes are attached to.";
+            metric(
+                &mut out,
+                "gauge",
+                "tls_libraries",
+                help,
+                t.libraries.len() as u64,
             );
         }
         out + &capture_enabled(&self.enabled)
     }
+}
+
+/// One `wiretrail_agent_{name}` sample with its HELP and TYPE lines.
+fn metric(out: &mut String, kind: &str, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP wiretrail_agent_{name} {help}\n# TYPE wiretrail_agent_{name} {kind}\nwiretrail_agent_{name} {v}"
+    );
 }
 
 /// `wiretrail_capture_enabled`: 1 per capture method running, 0 with the reason for one that

@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use wiretrail_agent::capture::ebpf::{TlsCapture, TlsStreams};
+use wiretrail_agent::identity::cgroup::CgroupPods;
+use wiretrail_agent::IdentityResolver;
 use wiretrail_agent::{LinkType, LiveCapture, Pipeline, PipelineConfig};
 use wiretrail_ingest::{IngestClient, SendStats};
 use wiretrail_proto::EntryBatchBuilder;
@@ -30,6 +32,18 @@ const SHIP_EVERY: Duration = Duration::from_secs(1);
 pub struct Sources {
     pub live: Option<LiveCapture>,
     pub tls: Option<TlsCapture>,
+    /// Where the probes' cgroup ids are looked up (TLS traffic → its process's pod).
+    pub cgroup_root: std::path::PathBuf,
+}
+
+/// TLS streams whose processes are named after their pods when Kubernetes is watched.
+fn tls_streams(ids: &IdentityResolver, cgroup_root: &std::path::Path) -> TlsStreams {
+    if !ids.watches_kubernetes() {
+        return TlsStreams::default();
+    }
+    let ids = ids.clone();
+    let mut cgroups = CgroupPods::new(cgroup_root);
+    TlsStreams::with_attribution(Box::new(move |ev| ids.pod(&cgroups.pod_uid(ev.cgroup_id)?)))
 }
 
 pub fn now_us() -> i64 {
@@ -146,11 +160,11 @@ fn dissect_loop(
         capture: "af_packet".into(),
         ..config.clone()
     });
+    let mut streams = tls_streams(&config.identities, &sources.cgroup_root);
     let mut tls = Pipeline::new(PipelineConfig {
         capture: "ebpf_tls".into(),
         ..config
     });
-    let mut streams = TlsStreams::default();
     let mut events = Vec::new();
     let mut out = Batcher {
         builder: EntryBatchBuilder::new(),

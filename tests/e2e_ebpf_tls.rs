@@ -3,13 +3,18 @@
 //! libssl) with a certificate made by `openssl req` at test time. After SIGTERM the stored
 //! entries are exactly the requests curl made — capture `ebpf_tls`, method, path and status as
 //! curl saw them, one entry per request although both ends are probed — and none is TLS
-//! ciphertext. Also: a probe that cannot load falls back to AF_PACKET and says so; an unknown
-//! capture method is a clear error.
+//! ciphertext. With `--kubeconfig` (the recorded-API server of the identity tests) curl run
+//! inside a pod's cgroup is named after that host-network pod. Also: a probe that cannot load
+//! falls back to AF_PACKET and says so; an unknown capture method is a clear error.
 //!
 //! Needs root, curl, openssl and python3; skips with a printed reason otherwise, and when the
 //! kernel refuses the probes (the agent's metric says `ebpf_tls_not_supported`).
 
 mod common;
+// The identity tests' recorded-API server; this test uses only part of it.
+#[allow(dead_code)]
+#[path = "../agent/tests/kube_api/mod.rs"]
+mod kube_api;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -146,6 +151,20 @@ fn terminate(p: &mut Proc) -> String {
     err
 }
 
+/// The agent's entries of connections to our server. The probes see every process on the
+/// machine, so HTTPS that other tests (or the machine) make at the same time is left out by
+/// its port; every connection to ours must be one of our requests.
+fn ours(server: &Server, node: &str, port: u16) -> Vec<serde_json::Value> {
+    let all = server.all(&format!("node == \"{node}\""), None, None);
+    let (ours, others): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|e| e["dst"]["port"] == port || e["src"]["port"] == port);
+    if !others.is_empty() {
+        eprintln!("{} entries of other processes' TLS left out", others.len());
+    }
+    ours
+}
+
 fn curl(method: &str, url: &str) -> i64 {
     let mut args = vec!["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-X", method];
     if method == "POST" {
@@ -203,7 +222,7 @@ fn agent_records_https_plaintext() {
     );
     terminate(&mut agent);
 
-    let entries = server.all(&format!("node == \"{node}\""), None, None);
+    let entries = ours(&server, &node, port);
     let mut got: BTreeMap<(String, String, i64), usize> = BTreeMap::new();
     for e in &entries {
         assert_eq!(e["capture"], "ebpf_tls", "{e}");
@@ -225,6 +244,98 @@ fn agent_records_https_plaintext() {
     assert_eq!(code, 200, "{full}");
     assert_eq!(full["request_body"]["data"], "a=1&b=two", "{full}");
     assert_eq!(full["response_body"]["data"], "got a=1&b=two", "{full}");
+}
+
+#[test]
+fn a_process_in_a_pod_cgroup_is_named_after_its_pod() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP a_process_in_a_pod_cgroup_is_named_after_its_pod: {why}");
+        return;
+    }
+    // A pod cgroup as the kubelet's cgroupfs driver names it, in this machine's cgroup v2 tree.
+    let uid = "0b4c5a1e-6f0d-4c8e-9a51-3d2f1e7c9b10";
+    let base = wiretrail_agent::identity::cgroup::cgroup2_root()
+        .join(format!("wt-e2e-{}", std::process::id()));
+    let cgroup = base.join(format!("pod{uid}"));
+    if let Err(e) = std::fs::create_dir_all(&cgroup) {
+        eprintln!("SKIP a_process_in_a_pod_cgroup_is_named_after_its_pod: no writable cgroup v2 tree ({e})");
+        return;
+    }
+    struct Rmdir(std::path::PathBuf, std::path::PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+            let _ = std::fs::remove_dir(&self.1);
+        }
+    }
+    let _rm = Rmdir(cgroup.clone(), base.clone());
+
+    // The API knows one host-network pod on this node, with that UID.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(kube_api::KubeApi::start());
+    let node = format!("tls-pod-node-{}", std::process::id());
+    api.apply(
+        "Pod",
+        serde_json::json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "curl-client", "namespace": "tools", "uid": uid,
+                "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"nodeName": node, "hostNetwork": true,
+                "containers": [{"name": "main", "image": "curlimages/curl:8.11.0"}]},
+            "status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}], "startTime": "2026-01-01T00:00:00Z"}
+        }),
+    );
+    let dir = temp_dir("ebpf-tls-pod");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let (_https, port) = https_server(&dir);
+    let server = Server::start(&dir.join("data"));
+    let (mut agent, metrics, _) = agent(
+        &server.flight,
+        &node,
+        &[
+            "--capture",
+            "ebpf_tls",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    if metrics.contains("reason=\"ebpf_tls_not_supported\"") {
+        terminate(&mut agent);
+        eprintln!(
+            "SKIP a_process_in_a_pod_cgroup_is_named_after_its_pod: the probes do not load here"
+        );
+        return;
+    }
+    // curl inside the pod's cgroup.
+    let url = format!("https://127.0.0.1:{port}/from/the/pod");
+    let procs = cgroup.join("cgroup.procs");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "echo $$ > \"$1\" && exec curl -sk -o /dev/null -w '%{http_code}' \"$2\"",
+            "sh",
+        ])
+        .arg(&procs)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    terminate(&mut agent);
+    drop(api);
+
+    let entries = ours(&server, &node, port);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(e["path"], "/from/the/pod");
+    assert_eq!(e["src"]["pod"], "curl-client", "{e}");
+    assert_eq!(e["src"]["namespace"], "tools", "{e}");
+    assert_eq!(e["src"]["ip"], "127.0.0.1", "{e}");
+    // The server runs in no pod: its end keeps its address.
+    assert_eq!(e["dst"]["name"], "127.0.0.1", "{e}");
+    assert!(e["dst"]["pod"].is_null(), "{e}");
 }
 
 #[test]

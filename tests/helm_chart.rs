@@ -457,7 +457,16 @@ fn chart_lints_renders_and_validates() {
     validate(&yaml, "non-default").unwrap_or_else(|e| panic!("non-default values: {e}"));
     let pod = &find(&d, "DaemonSet", "wiretrail-agent")["spec"]["template"]["spec"];
     assert_eq!(pod["hostPID"], true);
-    assert_eq!(pod["volumes"][0]["emptyDir"], serde_json::json!({}));
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    assert_eq!(volume("spool")["emptyDir"], serde_json::json!({}));
+    // eBPF attribution reads the node's cgroup tree, read-only.
+    assert_eq!(volume("host-cgroup")["hostPath"]["path"], "/sys/fs/cgroup");
     let c = &pod["containers"][0];
     assert_eq!(c["image"], "registry.example/wiretrail:0.1.0-rc1");
     assert_eq!(
@@ -474,6 +483,7 @@ fn chart_lints_renders_and_validates() {
         ["--exclude-namespaces", "kube-system"],
         ["--pod-regex", "^api-.*"],
         ["--capture", "af_packet,ebpf_tls"],
+        ["--cgroup-root", "/host/cgroup"],
     ] {
         assert!(a.windows(2).any(|w| w == pair), "{pair:?} in {a:?}");
     }

@@ -136,6 +136,9 @@ pub struct Pipeline {
     scratch: Vec<Entry>,
     /// IP → its text, see [`Pipeline::endpoint`].
     ip_text: HashMap<std::net::IpAddr, String>,
+    /// Sockets whose owner is known better than by address (eBPF: the process's pod), with
+    /// the number of claims on each.
+    claims: HashMap<Addr, (Identity, usize)>,
     seq: u32,
     stats: PipelineStats,
     last_sweep: i64,
@@ -164,6 +167,7 @@ impl Pipeline {
             out: Vec::new(),
             scratch: Vec::new(),
             ip_text: HashMap::new(),
+            claims: HashMap::new(),
             seq,
             stats: PipelineStats::default(),
             last_sweep: i64::MIN,
@@ -231,6 +235,24 @@ impl Pipeline {
             rst: false,
         };
         self.tcp(ts_us, src, dst, seq, flags, data);
+    }
+
+    /// `addr` (a socket of a process on this node) belongs to `identity`, whatever its IP
+    /// resolves to; flows resolve their ends when their first entry is made.
+    pub fn claim(&mut self, addr: (std::net::IpAddr, u16), identity: Identity) {
+        let c = self.claims.entry(addr).or_insert((identity.clone(), 0));
+        c.0 = identity;
+        c.1 += 1;
+    }
+
+    /// Ends one [`Pipeline::claim`] on `addr`.
+    pub fn release(&mut self, addr: (std::net::IpAddr, u16)) {
+        if let Some(c) = self.claims.get_mut(&addr) {
+            c.1 = c.1.saturating_sub(1);
+            if c.1 == 0 {
+                self.claims.remove(&addr);
+            }
+        }
     }
 
     /// Live capture: lets idle flows time out while no packet arrives (`now_us`: wall clock).
@@ -425,6 +447,13 @@ impl Pipeline {
             self.ip_text.clear();
         }
         let text = self.ip_text.entry(ip).or_insert_with(|| ip.to_string());
+        if let Some((identity, _)) = self.claims.get(&(ip, port)) {
+            return Endpoint {
+                ip: text.clone(),
+                port,
+                identity: identity.clone(),
+            };
+        }
         let identity = match self.config.identities.lookup(&ip, ts) {
             Some(id) => id,
             None => Identity {

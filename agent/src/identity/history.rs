@@ -28,10 +28,13 @@ struct Span {
     to: i64,
 }
 
-/// IP → identities over time. Cheap to share (`Arc`).
+/// IP → identities over time, and the pods of this node by UID. Cheap to share (`Arc`).
 #[derive(Debug, Default)]
 pub struct IdentityHistory {
     by_ip: RwLock<HashMap<IpAddr, Vec<Span>>>,
+    /// Pod UID → identity of the running pods of this node, host-network ones included: what
+    /// a process's cgroup names (eBPF attribution), whatever address it uses.
+    pods: RwLock<HashMap<String, Arc<Identity>>>,
 }
 
 impl IdentityHistory {
@@ -101,10 +104,33 @@ impl IdentityHistory {
         }
     }
 
+    /// The pod with `uid` runs on this node as `identity` (until [`IdentityHistory::forget_pod`]).
+    pub fn set_pod(&self, uid: &str, identity: Identity) {
+        let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
+        if pods.get(uid).is_none_or(|i| **i != identity) {
+            pods.insert(uid.to_string(), Arc::new(identity));
+        }
+    }
+
+    pub fn forget_pod(&self, uid: &str) {
+        let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
+        pods.remove(uid);
+    }
+
+    /// The running pod of this node with this UID.
+    pub fn pod(&self, uid: &str) -> Option<Arc<Identity>> {
+        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
+        pods.get(uid).cloned()
+    }
+
     /// After a relist: every open interval of an owner whose name starts with `kind` and that
     /// is not in `live` ends at `at` (its Deleted event was missed while the watch was down).
     pub fn close_missing(&self, kind: &str, live: &HashSet<String>, at: i64) -> usize {
         let mut map = self.by_ip.write().unwrap_or_else(|e| e.into_inner());
+        if kind == "pod/" {
+            let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
+            pods.retain(|uid, _| live.contains(&format!("pod/{uid}")));
+        }
         let mut closed = 0;
         for spans in map.values_mut() {
             for s in spans.iter_mut() {

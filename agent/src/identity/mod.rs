@@ -6,6 +6,7 @@
 //! [`IdentityMap`] (valid at every time), else an identity named after the IP (counted as a
 //! miss). [`PodFilter`] selects the pods whose traffic is dissected at all.
 
+pub mod cgroup;
 mod file;
 mod history;
 pub mod kubernetes;
@@ -98,6 +99,16 @@ impl IdentityResolver {
     pub fn with_reverse_dns(mut self) -> Self {
         self.rdns = Some(Arc::new(ReverseDns::start(self.counters.clone())));
         self
+    }
+
+    /// The running pod of this node with this UID (Kubernetes watchers only).
+    pub fn pod(&self, uid: &str) -> Option<Identity> {
+        self.live.as_ref()?.pod(uid).map(|i| (*i).clone())
+    }
+
+    /// True when Kubernetes watchers feed this resolver.
+    pub fn watches_kubernetes(&self) -> bool {
+        self.live.is_some()
     }
 
     /// The identity `ip` had at `ts_us`, if any source knows it.

@@ -5,12 +5,19 @@
 //! offset in the direction they travelled. When both ends of a connection run on this node,
 //! both processes report the same bytes: the first view of a 4-tuple owns it, the other end's
 //! view (same 4-tuple, ends swapped) is counted and skipped, so each exchange is one entry.
+//! With an [`Attribution`], each view's local socket is claimed for the process's pod (its
+//! cgroup), so the entry names the pod even when it shares the node's address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use wiretrail_proto::Identity;
+
 use super::TlsEvent;
 use crate::{Pipeline, StreamMark};
+
+/// The identity of the process behind an event (e.g. its pod, from its cgroup), if known.
+pub type Attribution = Box<dyn FnMut(&TlsEvent) -> Option<Identity> + Send>;
 
 /// A connection view quiet for this long is forgotten (its flow has timed out long before).
 const FORGET_US: i64 = 600_000_000;
@@ -30,6 +37,8 @@ pub struct TlsStreamStats {
     pub unknown_address_events: u64,
     /// Bytes the probes cut off (calls longer than the capture limit): gaps in the stream.
     pub truncated_bytes: u64,
+    /// Connection views whose process was attributed (its local socket named after its pod).
+    pub attributed_views: u64,
 }
 
 #[derive(Debug)]
@@ -39,17 +48,20 @@ struct View {
     /// The other end of a connection another view owns.
     mirror: bool,
     started: bool,
+    /// Its local socket is claimed in the pipeline.
+    claimed: bool,
     /// Bytes so far local → peer and peer → local.
     sent: [u32; 2],
     last_ts: i64,
 }
 
 /// Turns [`TlsEvent`]s into stream bytes for a [`Pipeline`] (whose capture is `ebpf_tls`).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TlsStreams {
     views: HashMap<(u32, u64), View>,
     /// 4-tuple in canonical order → the view that owns it.
     owners: HashMap<(SocketAddr, SocketAddr), (u32, u64)>,
+    attribution: Option<Attribution>,
     stats: TlsStreamStats,
     last_sweep: i64,
 }
@@ -67,6 +79,14 @@ fn end(a: SocketAddr) -> (std::net::IpAddr, u16) {
 }
 
 impl TlsStreams {
+    /// Streams whose local sockets are named by `attribution` where it knows the process.
+    pub fn with_attribution(attribution: Attribution) -> Self {
+        TlsStreams {
+            attribution: Some(attribution),
+            ..Default::default()
+        }
+    }
+
     pub fn stats(&self) -> TlsStreamStats {
         self.stats
     }
@@ -82,7 +102,7 @@ impl TlsStreams {
             return;
         };
         if ev.ts_us.saturating_sub(self.last_sweep) > SWEEP_US {
-            self.sweep(ev.ts_us);
+            self.sweep(ev.ts_us, pipeline);
         }
         let key = (ev.pid, ev.conn);
         let known = self
@@ -102,11 +122,22 @@ impl TlsStreams {
             if !mirror {
                 self.owners.insert(tuple, key);
             }
+            // Both views claim their own end: the mirror names the other process's pod.
+            let who = self.attribution.as_mut().and_then(|f| f(ev));
+            let claimed = who.is_some();
+            if let Some(identity) = who {
+                pipeline.claim(end(local), identity);
+                self.stats.attributed_views += 1;
+            }
+            if let Some(old) = self.views.get(&key).filter(|v| v.claimed) {
+                pipeline.release(end(old.local));
+            }
             let view = View {
                 local,
                 peer,
                 mirror,
                 started: false,
+                claimed,
                 sent: [0; 2],
                 last_ts: ev.ts_us,
             };
@@ -140,10 +171,15 @@ impl TlsStreams {
         self.stats.truncated_bytes += ev.len.saturating_sub(ev.data.len()) as u64;
     }
 
-    fn sweep(&mut self, now: i64) {
+    fn sweep(&mut self, now: i64, pipeline: &mut Pipeline) {
         self.last_sweep = now;
-        self.views
-            .retain(|_, v| now.saturating_sub(v.last_ts) < FORGET_US);
+        self.views.retain(|_, v| {
+            let keep = now.saturating_sub(v.last_ts) < FORGET_US;
+            if !keep && v.claimed {
+                pipeline.release(end(v.local));
+            }
+            keep
+        });
         let views = &self.views;
         self.owners.retain(|_, k| views.contains_key(k));
     }
@@ -205,5 +241,37 @@ mod tests {
         let st = s.stats();
         assert_eq!((st.events, st.mirrored_events), (5, 2));
         assert_eq!(st.unknown_address_events, 1);
+    }
+
+    #[test]
+    fn an_attributed_process_names_its_socket() {
+        let mut p = Pipeline::new(PipelineConfig {
+            capture: "ebpf_tls".into(),
+            ..Default::default()
+        });
+        let mut s = TlsStreams::with_attribution(Box::new(|e: &TlsEvent| {
+            (e.cgroup_id == 77).then(|| Identity {
+                name: "api-0".into(),
+                pod: Some("api-0".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            })
+        }));
+        let (c, srv) = ("10.0.0.1:40000", "10.0.0.2:443");
+        let req = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+        // The server's view owns the connection; the client (cgroup 77) is its mirror.
+        let mut client = ev(1, 7, true, c, srv, req);
+        client.cgroup_id = 77;
+        s.feed(&ev(2, 9, false, srv, c, req), &mut p);
+        s.feed(&client, &mut p);
+        s.feed(&ev(2, 9, true, srv, c, resp), &mut p);
+        p.finish();
+        let e = p.take_entries();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].src.identity.pod.as_deref(), Some("api-0"));
+        assert_eq!(e[0].src.ip, "10.0.0.1");
+        assert_eq!(e[0].dst.identity.name, "10.0.0.2");
+        assert_eq!(s.stats().attributed_views, 1);
     }
 }

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
-// wiretrail eBPF TLS plaintext capture: uprobes on OpenSSL SSL_{read,write}[_ex] plus a raw
-// tracepoint on sys_enter that, while a thread is inside an SSL call, resolves the socket's
-// addresses in-kernel (CO-RE: task->files->fdt->fd[fd]->private_data->sk).
+// wiretrail eBPF TLS plaintext capture: uprobes on OpenSSL SSL_{read,write}[_ex] plus raw
+// tracepoints that, while a thread is inside an SSL call, resolve the socket's addresses
+// in-kernel with CO-RE: sock:sock_{send,recv}_length (Linux >= 6.4, the struct sock directly),
+// else sys_enter (task->files->fdt->fd[fd]->private_data->sk).
+// GPL, unlike the rest of wiretrail (Apache-2.0): the kernel lets only GPL-compatible programs
+// call the helpers used here (bpf_probe_read_user, ...).
 // Self-contained on purpose (no libbpf headers needed): only clang is required to build it.
 // x86_64 only (pt_regs layout, syscall numbers).
 

@@ -16,6 +16,7 @@ mod objects;
 
 use std::collections::HashSet;
 use std::fmt::Debug;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
@@ -31,6 +33,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Config};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+use wiretrail_proto::Identity;
 
 use super::{IdentityCounters, IdentityHistory, IdentityResolver};
 use crate::AgentError;
@@ -287,17 +290,18 @@ impl Apply<Pod> for Handler {
     fn apply(&mut self, shared: &Shared, pod: &Pod, listed: bool, now: i64) {
         let owner = objects::pod_owner(pod);
         let ips = objects::pod_ips(pod);
+        let uid = pod.metadata.uid.as_deref();
         if objects::pod_finished(pod) {
             for ip in ips {
                 shared.history.close(ip, &owner, now);
+            }
+            if let Some(uid) = uid {
+                shared.history.forget_pod(uid);
             }
             return;
         }
         if let (Handler::Pods(seen), true) = (&mut *self, listed) {
             seen.insert(owner.clone());
-        }
-        if ips.is_empty() {
-            return;
         }
         let services = shared.services.state();
         let service =
@@ -308,6 +312,9 @@ impl Apply<Pod> for Handler {
                     .find_map(|ip| objects::service_by_slices(ip, ns, slices.iter().map(|s| &**s)))
             });
         let identity = objects::pod_identity(pod, service);
+        if let Some(uid) = uid {
+            shared.history.set_pod(uid, identity.clone());
+        }
         // Its address is its own since it started (seconds resolution; the history moves the
         // start past a previous owner's end).
         let from = objects::pod_since(pod).unwrap_or(now).min(now);
@@ -321,6 +328,24 @@ impl Apply<Pod> for Handler {
         for ip in objects::pod_ips(pod) {
             shared.history.close(ip, &owner, now);
         }
+        if let Some(uid) = pod.metadata.uid.as_deref() {
+            shared.history.forget_pod(uid);
+        }
+    }
+}
+
+/// Gives `owner` the addresses `ips` from its creation (never later than `now`).
+fn open_all(
+    shared: &Shared,
+    owner: &str,
+    identity: Identity,
+    created: Option<&Time>,
+    ips: impl IntoIterator<Item = IpAddr>,
+    now: i64,
+) {
+    let from = created.map(objects::micros).unwrap_or(now).min(now);
+    for ip in ips {
+        shared.history.open(ip, owner, identity.clone(), from, now);
     }
 }
 
@@ -330,17 +355,16 @@ impl Apply<Service> for Handler {
         if let (Handler::Services(seen), true) = (&mut *self, listed) {
             seen.insert(owner.clone());
         }
-        let from = svc
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(objects::micros)
-            .unwrap_or(now)
-            .min(now);
         let identity = objects::service_identity(svc);
-        for ip in objects::service_ips(svc) {
-            shared.history.open(ip, &owner, identity.clone(), from, now);
-        }
+        let created = svc.metadata.creation_timestamp.as_ref();
+        open_all(
+            shared,
+            &owner,
+            identity,
+            created,
+            objects::service_ips(svc),
+            now,
+        );
     }
 
     fn delete(&mut self, shared: &Shared, svc: &Service, now: i64) {
@@ -367,17 +391,16 @@ impl Apply<Node> for Handler {
         if let (Handler::Nodes(seen), true) = (&mut *self, listed) {
             seen.insert(owner.clone());
         }
-        let from = node
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(objects::micros)
-            .unwrap_or(now)
-            .min(now);
         let identity = objects::node_identity(node);
-        for ip in objects::node_ips(node) {
-            shared.history.open(ip, &owner, identity.clone(), from, now);
-        }
+        let created = node.metadata.creation_timestamp.as_ref();
+        open_all(
+            shared,
+            &owner,
+            identity,
+            created,
+            objects::node_ips(node),
+            now,
+        );
     }
 
     fn delete(&mut self, shared: &Shared, node: &Node, now: i64) {
