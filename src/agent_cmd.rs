@@ -119,6 +119,8 @@ impl CaptureArgs {
             let cfg = TlsConfig {
                 libssl: self.libssl.clone(),
                 max_capture: MAX_CAPTURE_LIMIT,
+                // With both sources, connect/listen events name af_packet flows' pods.
+                sockets: modes.af_packet,
                 ..TlsConfig::default()
             };
             match TlsCapture::start(cfg) {

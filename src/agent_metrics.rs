@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wiretrail_agent::capture::ebpf::{TlsStats, TlsStreamStats};
+use wiretrail_agent::capture::ebpf::{SocketClaimStats, TlsStats, TlsStreamStats};
 use wiretrail_agent::identity::IdentityCounters;
 use wiretrail_agent::{CaptureStats, PipelineStats};
 use wiretrail_ingest::SendStats;
@@ -23,6 +23,8 @@ pub struct AgentMetrics {
     identity: Arc<IdentityCounters>,
     /// The eBPF TLS probes, their streams, their pipeline and its open streams.
     tls: Mutex<Option<(TlsStats, TlsStreamStats, PipelineStats, usize)>>,
+    /// AF_PACKET sockets claimed for their process's pod through the probes' socket events.
+    socket_claims: Mutex<SocketClaimStats>,
     /// `wiretrail_capture_enabled` lines: (on, method or reason).
     enabled: Vec<(bool, String)>,
 }
@@ -50,6 +52,12 @@ impl AgentMetrics {
     pub fn set_tls(&self, t: TlsStats, s: TlsStreamStats, p: &PipelineStats, live: usize) {
         if let Ok(mut m) = self.tls.lock() {
             *m = Some((t, s, p.clone(), live));
+        }
+    }
+
+    pub fn set_socket_claims(&self, s: SocketClaimStats) {
+        if let Ok(mut m) = self.socket_claims.lock() {
+            *m = s;
         }
     }
 
@@ -158,7 +166,8 @@ impl AgentMetrics {
             );
         }
         if let Some((t, st, tp, _)) = &tls {
-            let tls_counters: [(&str, &str, u64); 10] = [
+            let claims = self.socket_claims.lock().map(|c| *c).unwrap_or_default();
+            let tls_counters: [(&str, &str, u64); 13] = [
                 (
                     "tls_events_total",
                     "SSL_read/SSL_write calls delivered by the eBPF probes.",
@@ -203,6 +212,21 @@ impl AgentMetrics {
                     "tls_attributed_streams_total",
                     "TLS connection views named after their process's pod (cgroup).",
                     st.attributed_views,
+                ),
+                (
+                    "tls_socket_events_total",
+                    "TCP connect/listen/close events of processes (af_packet,ebpf_tls).",
+                    t.socket_events,
+                ),
+                (
+                    "tls_socket_ringbuf_drops_total",
+                    "Socket events lost because their ring buffer was full.",
+                    t.socket_drops,
+                ),
+                (
+                    "tls_socket_claims_total",
+                    "af_packet sockets named after their process's pod (cgroup).",
+                    claims.claimed,
                 ),
                 (
                     "tls_entries_total",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
-use wiretrail_agent::capture::ebpf::{TlsCapture, TlsStreams};
+use wiretrail_agent::capture::ebpf::{node_ips, SocketClaims, SocketEvent, TlsCapture, TlsStreams};
 use wiretrail_agent::identity::cgroup::CgroupPods;
 use wiretrail_agent::IdentityResolver;
 use wiretrail_agent::{LinkType, LiveCapture, Pipeline, PipelineConfig};
@@ -44,6 +44,19 @@ fn tls_streams(ids: &IdentityResolver, cgroup_root: &std::path::Path) -> TlsStre
     let ids = ids.clone();
     let mut cgroups = CgroupPods::new(cgroup_root);
     TlsStreams::with_attribution(Box::new(move |ev| ids.pod(&cgroups.pod_uid(ev.cgroup_id)?)))
+}
+
+/// Claims of the probes' socket events on the AF_PACKET pipeline (a pod's connected and
+/// listening sockets), when Kubernetes is watched.
+fn socket_claims(ids: &IdentityResolver, cgroup_root: &std::path::Path) -> Option<SocketClaims> {
+    if !ids.watches_kubernetes() {
+        return None;
+    }
+    let ids = ids.clone();
+    let mut cgroups = CgroupPods::new(cgroup_root);
+    Some(SocketClaims::new(Box::new(move |cg| {
+        ids.pod(&cgroups.pod_uid(cg)?)
+    })))
 }
 
 pub fn now_us() -> i64 {
@@ -160,7 +173,14 @@ fn dissect_loop(
         capture: "af_packet".into(),
         ..config.clone()
     });
+    live.set_local_ips(node_ips());
     let mut streams = tls_streams(&config.identities, &sources.cgroup_root);
+    let mut claims = sources
+        .tls
+        .as_ref()
+        .filter(|t| t.stats().sockets)
+        .and_then(|_| socket_claims(&config.identities, &sources.cgroup_root));
+    let mut socket_events: Vec<SocketEvent> = Vec::new();
     let mut tls = Pipeline::new(PipelineConfig {
         capture: "ebpf_tls".into(),
         ..config
@@ -185,8 +205,20 @@ fn dissect_loop(
         if let Some(capture) = &sources.live {
             match capture.recv(wait) {
                 Ok(Some(batch)) => {
+                    // Sockets connected before these packets were sent are claimed first;
+                    // closes end their claims only after the packets (see SocketClaims).
+                    if let (Some(c), Some(probes)) = (&mut claims, &mut sources.tls) {
+                        socket_events.clear();
+                        probes.drain_sockets(&mut socket_events);
+                        for ev in &socket_events {
+                            c.apply(ev, &mut live);
+                        }
+                    }
                     for (ts, frame) in batch.packets() {
                         live.packet(ts, LinkType::LinuxSll, frame);
+                    }
+                    if let Some(c) = &mut claims {
+                        c.release_closed(&mut live);
                     }
                 }
                 Ok(None) => {}
@@ -216,6 +248,9 @@ fn dissect_loop(
             metrics.set_pipeline(live.stats(), live.live_flows());
             if let Some(probes) = &sources.tls {
                 metrics.set_tls(probes.stats(), streams.stats(), tls.stats(), streams.live());
+                if let Some(c) = &claims {
+                    metrics.set_socket_claims(c.stats());
+                }
             }
             last_stats = Instant::now();
         }

@@ -4,7 +4,9 @@
 //! entries are exactly the requests curl made — capture `ebpf_tls`, method, path and status as
 //! curl saw them, one entry per request although both ends are probed — and none is TLS
 //! ciphertext. With `--kubeconfig` (the recorded-API server of the identity tests) curl run
-//! inside a pod's cgroup is named after that host-network pod. Also: a probe that cannot load
+//! inside a pod's cgroup is named after that host-network pod, and so are AF_PACKET flows to a
+//! plain-HTTP server listening from a pod's cgroup (`--capture af_packet,ebpf_tls`, the
+//! probes' socket events). Also: a probe that cannot load
 //! falls back to AF_PACKET and says so; an unknown capture method is a clear error.
 //!
 //! Needs root, curl, openssl and python3; skips with a printed reason otherwise, and when the
@@ -336,6 +338,135 @@ fn a_process_in_a_pod_cgroup_is_named_after_its_pod() {
     // The server runs in no pod: its end keeps its address.
     assert_eq!(e["dst"]["name"], "127.0.0.1", "{e}");
     assert!(e["dst"]["pod"].is_null(), "{e}");
+}
+
+/// A pod cgroup (cgroupfs driver naming) under this machine's cgroup v2 tree, removed on drop;
+/// None when the tree is not writable.
+struct PodCgroup(std::path::PathBuf, std::path::PathBuf);
+
+impl PodCgroup {
+    fn create(uid: &str) -> Result<PodCgroup, std::io::Error> {
+        let base = wiretrail_agent::identity::cgroup::cgroup2_root()
+            .join(format!("wt-e2e-sock-{}", std::process::id()));
+        let cgroup = base.join(format!("pod{uid}"));
+        std::fs::create_dir_all(&cgroup)?;
+        Ok(PodCgroup(cgroup, base))
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_dir(&self.1);
+    }
+}
+
+#[test]
+fn a_listening_pod_process_names_its_af_packet_flows() {
+    const NAME: &str = "a_listening_pod_process_names_its_af_packet_flows";
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP {NAME}: {why}");
+        return;
+    }
+    let uid = "5e0d2a77-3c41-4b9e-8f16-a2c4d8e0b7f3";
+    let cg = match PodCgroup::create(uid) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("SKIP {NAME}: no writable cgroup v2 tree ({e})");
+            return;
+        }
+    };
+    // A host-network pod on this node with that UID.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(kube_api::KubeApi::start());
+    let node = format!("sock-pod-node-{}", std::process::id());
+    api.apply(
+        "Pod",
+        serde_json::json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "web-server", "namespace": "shop", "uid": uid,
+                "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"nodeName": node, "hostNetwork": true,
+                "containers": [{"name": "main", "image": "python:3.12"}]},
+            "status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}], "startTime": "2026-01-01T00:00:00Z"}
+        }),
+    );
+    let dir = temp_dir("ebpf-sock-pod");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let server = Server::start(&dir.join("data"));
+    let (mut agent, metrics, murl) = agent(
+        &server.flight,
+        &node,
+        &[
+            "--capture",
+            "af_packet,ebpf_tls",
+            "--interface",
+            "lo",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    if metrics.contains("reason=\"ebpf_tls_not_supported\"") {
+        terminate(&mut agent);
+        eprintln!("SKIP {NAME}: the probes do not load here");
+        return;
+    }
+    // The plain-HTTP server listens from inside the pod's cgroup, after the agent started.
+    let port = free_port();
+    let procs = cg.0.join("cgroup.procs");
+    let _web = Proc(
+        Command::new("sh")
+            .args([
+                "-c",
+                "echo $$ > \"$1\" && exec python3 -m http.server --bind 127.0.0.1 \"$2\"",
+                "sh",
+            ])
+            .arg(&procs)
+            .arg(port.to_string())
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // curl from outside the pod.
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/kubeconfig"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let m = reqwest::blocking::get(&murl).unwrap().text().unwrap();
+    terminate(&mut agent);
+    drop(api);
+    assert!(
+        m.contains("wiretrail_agent_tls_socket_claims_total ")
+            && !m.contains("wiretrail_agent_tls_socket_claims_total 0\n"),
+        "{m}"
+    );
+
+    let entries: Vec<_> = ours(&server, &node, port)
+        .into_iter()
+        .filter(|e| e["capture"] == "af_packet" && e["dst"]["port"] == port)
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(e["path"], "/kubeconfig", "{e}");
+    assert_eq!(e["status"], 200, "{e}");
+    assert_eq!(e["dst"]["pod"], "web-server", "{e}");
+    assert_eq!(e["dst"]["namespace"], "shop", "{e}");
+    assert_eq!(e["dst"]["ip"], "127.0.0.1", "{e}");
+    // curl runs in no pod: its end keeps its address.
+    assert!(e["src"]["pod"].is_null(), "{e}");
+    assert_eq!(e["src"]["name"], "127.0.0.1", "{e}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! early and counted), [`crate::reassembly::MAX_OUT_OF_ORDER`] buffered bytes per direction,
 //! a few KiB of probe bytes per undetected flow, and per message what each parser documents.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use wiretrail_proto::{Endpoint, Entry, EntryId, Identity};
 
@@ -139,6 +139,9 @@ pub struct Pipeline {
     /// Sockets whose owner is known better than by address (eBPF: the process's pod), with
     /// the number of claims on each.
     claims: HashMap<Addr, (Identity, usize)>,
+    /// This node's addresses besides loopback: a claim on a wildcard listener (0.0.0.0 / ::)
+    /// stands for these only, never for a remote host's socket with the same port.
+    local_ips: HashSet<std::net::IpAddr>,
     seq: u32,
     stats: PipelineStats,
     last_sweep: i64,
@@ -168,6 +171,7 @@ impl Pipeline {
             scratch: Vec::new(),
             ip_text: HashMap::new(),
             claims: HashMap::new(),
+            local_ips: HashSet::new(),
             seq,
             stats: PipelineStats::default(),
             last_sweep: i64::MIN,
@@ -243,6 +247,29 @@ impl Pipeline {
         let c = self.claims.entry(addr).or_insert((identity.clone(), 0));
         c.0 = identity;
         c.1 += 1;
+    }
+
+    /// The node's own addresses, where a claim on a wildcard listener's port applies
+    /// (loopback always does).
+    pub fn set_local_ips(&mut self, ips: impl IntoIterator<Item = std::net::IpAddr>) {
+        self.local_ips = ips.into_iter().collect();
+    }
+
+    /// The claim on `(ip, port)`, else, for an address of this node, on a wildcard listener
+    /// of that port: its own family's, then `::` (dual-stack sockets take IPv4 too).
+    fn claimed(&self, ip: std::net::IpAddr, port: u16) -> Option<&Identity> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        if let Some((identity, _)) = self.claims.get(&(ip, port)) {
+            return Some(identity);
+        }
+        if self.claims.is_empty() || !(ip.is_loopback() || self.local_ips.contains(&ip)) {
+            return None;
+        }
+        let any4 = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+        let any6 = (IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+        let wild: &[Addr] = if ip.is_ipv4() { &[any4, any6] } else { &[any6] };
+        wild.iter()
+            .find_map(|a| self.claims.get(a).map(|(identity, _)| identity))
     }
 
     /// Ends one [`Pipeline::claim`] on `addr`.
@@ -446,10 +473,14 @@ impl Pipeline {
         if self.ip_text.len() >= MAX_FLOWS {
             self.ip_text.clear();
         }
-        let text = self.ip_text.entry(ip).or_insert_with(|| ip.to_string());
-        if let Some((identity, _)) = self.claims.get(&(ip, port)) {
+        let text = self
+            .ip_text
+            .entry(ip)
+            .or_insert_with(|| ip.to_string())
+            .clone();
+        if let Some(identity) = self.claimed(ip, port) {
             return Endpoint {
-                ip: text.clone(),
+                ip: text,
                 port,
                 identity: identity.clone(),
             };
@@ -462,7 +493,7 @@ impl Pipeline {
             },
         };
         Endpoint {
-            ip: text.clone(),
+            ip: text,
             port,
             identity,
         }
@@ -489,5 +520,48 @@ impl Pipeline {
             }
             self.out.push(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_wildcard_listener_claim_names_the_nodes_addresses_only() {
+        let mut p = Pipeline::new(PipelineConfig::default());
+        p.set_local_ips([ip("10.0.0.5")]);
+        let web = Identity {
+            name: "web".into(),
+            ..Default::default()
+        };
+        let db = Identity {
+            name: "db".into(),
+            ..Default::default()
+        };
+        p.claim((ip("0.0.0.0"), 8080), web.clone());
+        p.claim((ip("::"), 5432), db.clone());
+        p.claim((ip("10.0.0.5"), 9000), db.clone());
+        let name =
+            |p: &mut Pipeline, a: &str, port: u16| p.endpoint((ip(a), port), 0).identity.name;
+        assert_eq!(name(&mut p, "127.0.0.1", 8080), "web");
+        assert_eq!(name(&mut p, "10.0.0.5", 8080), "web");
+        // Dual-stack `::` listener: IPv4 and IPv6 peers.
+        assert_eq!(name(&mut p, "10.0.0.5", 5432), "db");
+        assert_eq!(name(&mut p, "::1", 5432), "db");
+        // An IPv6 address never falls back to the IPv4 wildcard.
+        assert_eq!(name(&mut p, "::1", 8080), "::1");
+        // A remote host's socket with the same port is not this node's listener.
+        assert_eq!(name(&mut p, "192.0.2.7", 8080), "192.0.2.7");
+        // Other ports, and exact claims, are unaffected.
+        assert_eq!(name(&mut p, "10.0.0.5", 8081), "10.0.0.5");
+        assert_eq!(name(&mut p, "10.0.0.5", 9000), "db");
+        p.release((ip("0.0.0.0"), 8080));
+        assert_eq!(name(&mut p, "127.0.0.1", 8080), "127.0.0.1");
     }
 }

@@ -92,6 +92,7 @@ fn start_with(max_capture: usize, addr_hook: AddrHook) -> Option<TlsCapture> {
         libssl: Vec::new(),
         max_capture,
         addr_hook,
+        sockets: false,
     }) {
         Ok(c) => Some(c),
         Err(e @ AgentError::EbpfNotSupported(_)) => {

@@ -9,6 +9,7 @@
 
 mod libs;
 mod record;
+mod sockets;
 mod streams;
 
 use std::{
@@ -30,6 +31,9 @@ use aya::{
 };
 
 pub use record::TlsEvent;
+pub use sockets::{
+    node_ips, CgroupIdentity, SocketClaimStats, SocketClaims, SocketEvent, SocketKind,
+};
 pub use streams::{TlsStreamStats, TlsStreams};
 
 use crate::AgentError;
@@ -72,6 +76,9 @@ pub struct TlsConfig {
     pub max_capture: usize,
     /// How socket addresses are found (tests force each path; the agent keeps `Auto`).
     pub addr_hook: AddrHook,
+    /// Also report TCP connect/listen/close of every process (see [`TlsCapture::drain_sockets`]),
+    /// so AF_PACKET flows can be named after the process's pod.
+    pub sockets: bool,
 }
 
 impl Default for TlsConfig {
@@ -80,6 +87,7 @@ impl Default for TlsConfig {
             libssl: Vec::new(),
             max_capture: 16384,
             addr_hook: AddrHook::Auto,
+            sockets: false,
         }
     }
 }
@@ -116,6 +124,12 @@ pub struct TlsStats {
     pub libraries: Vec<PathBuf>,
     /// Most recent failure to attach to a discovered library (attachment goes on elsewhere).
     pub last_attach_error: Option<String>,
+    /// Socket events are reported (asked for and the tracepoint attached).
+    pub sockets: bool,
+    /// Socket events delivered by `drain_sockets`.
+    pub socket_events: u64,
+    /// Socket records the kernel could not queue (their sockets stay attributed by address).
+    pub socket_drops: u64,
 }
 
 /// A running capture. Single consumer: call `poll` from one thread.
@@ -123,6 +137,8 @@ pub struct TlsCapture {
     bpf: Ebpf,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    /// Socket events, when asked for and attached.
+    sockets: Option<RingBuf<MapData>>,
     cfg: TlsConfig,
     /// (dev, inode) of every library file tried, attached or not: a file that failed half-way
     /// is not retried, since a retry would duplicate the probes that did attach.
@@ -165,10 +181,23 @@ impl TlsCapture {
         let counters =
             PerCpuArray::try_from(counters).map_err(|e| classify("opening counters", &e))?;
 
+        let sockets = if cfg.sockets {
+            match attach_sockets(&mut bpf) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "eBPF socket events unavailable: AF_PACKET flows are attributed by address only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         let mut cap = TlsCapture {
             bpf,
             ring,
             counters,
+            sockets,
             cfg,
             tried: HashSet::new(),
             clock: Clock::now(),
@@ -198,6 +227,7 @@ impl TlsCapture {
         }
         cap.stats.last_attach_error = errors.pop();
         cap.stats.addr_hook = Some(hook);
+        cap.stats.sockets = cap.sockets.is_some();
         Ok(cap)
     }
 
@@ -258,8 +288,23 @@ impl TlsCapture {
         };
         s.ringbuf_drops = sum(0);
         s.read_failures = sum(1);
+        s.socket_drops = sum(2);
         s.incomplete_events = self.asm.incomplete;
         s
+    }
+
+    /// Appends the socket events queued so far (none unless [`TlsConfig::sockets`] and
+    /// attached). Call it after `poll`, which waits for the TLS ring only.
+    pub fn drain_sockets(&mut self, out: &mut Vec<SocketEvent>) {
+        let Some(ring) = &mut self.sockets else {
+            return;
+        };
+        while let Some(item) = ring.next() {
+            if let Some(ev) = sockets::parse(&item) {
+                out.push(ev);
+                self.stats.socket_events += 1;
+            }
+        }
     }
 
     fn drain(&mut self, out: &mut Vec<TlsEvent>) {
@@ -329,6 +374,15 @@ fn attach_addr_hook(bpf: &mut Ebpf, want: AddrHook) -> Result<AddrHook, AgentErr
     }
     attach_raw_tps(bpf, &[("sys_enter", "sys_enter")])?;
     Ok(AddrHook::SysEnter)
+}
+
+/// The socket state tracepoint and its ring buffer.
+fn attach_sockets(bpf: &mut Ebpf) -> Result<RingBuf<MapData>, AgentError> {
+    attach_raw_tps(bpf, &[("sock_state", "inet_sock_set_state")])?;
+    let ring = bpf
+        .take_map("sockets")
+        .ok_or_else(|| fail("map `sockets` missing"))?;
+    RingBuf::try_from(ring).map_err(|e| classify("opening socket ring buffer", &e))
 }
 
 fn attach_raw_tps(bpf: &mut Ebpf, tps: &[(&str, &str)]) -> Result<(), AgentError> {

@@ -37,10 +37,10 @@ const AF_INET6: u16 = 10;
 fn u16_at(b: &[u8], o: usize) -> u16 {
     u16::from_ne_bytes([b[o], b[o + 1]])
 }
-fn u32_at(b: &[u8], o: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or_default())
 }
-fn u64_at(b: &[u8], o: usize) -> u64 {
+pub(super) fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or_default())
 }
 
@@ -60,12 +60,10 @@ struct Header {
     comm: String,
 }
 
-fn parse(b: &[u8]) -> Option<(Header, &[u8])> {
-    if b.len() < HDR_LEN {
-        return None;
-    }
-    let family = u16_at(b, 48);
-    let (sport, dport) = (u16_at(b, 50), u16_at(b, 52));
+/// (local, peer) of a `struct addrs` at offset `o` of `b` (which must hold its 40 bytes).
+pub(super) fn addrs_at(b: &[u8], o: usize) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let family = u16_at(b, o);
+    let (sport, dport) = (u16_at(b, o + 2), u16_at(b, o + 4));
     let ip = |o: usize| -> Option<IpAddr> {
         match family {
             AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
@@ -83,6 +81,17 @@ fn parse(b: &[u8]) -> Option<(Header, &[u8])> {
             _ => None,
         }
     };
+    (
+        ip(o + 8).map(|a| SocketAddr::new(a, sport)),
+        ip(o + 24).map(|a| SocketAddr::new(a, dport)),
+    )
+}
+
+fn parse(b: &[u8]) -> Option<(Header, &[u8])> {
+    if b.len() < HDR_LEN {
+        return None;
+    }
+    let (local, peer) = addrs_at(b, 48);
     let comm = &b[96..112];
     let comm_end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
     let h = Header {
@@ -94,8 +103,8 @@ fn parse(b: &[u8]) -> Option<(Header, &[u8])> {
         len: u32_at(b, 32),
         off: u32_at(b, 36),
         chunk_len: u32_at(b, 40),
-        local: ip(56).map(|a| SocketAddr::new(a, sport)),
-        peer: ip(72).map(|a| SocketAddr::new(a, dport)),
+        local,
+        peer,
         write: b[88] != 0,
         last: b[89] != 0,
         comm: String::from_utf8_lossy(&comm[..comm_end]).into_owned(),

@@ -179,10 +179,11 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* [0] records the ring buffer could not take, [1] calls whose data could not be read. */
+/* [0] records the ring buffer could not take, [1] calls whose data could not be read,
+ * [2] socket records the `sockets` ring buffer could not take. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -421,6 +422,99 @@ SEC("raw_tracepoint/sys_enter") int sys_enter(struct bpf_raw_tracepoint_args *ct
 	if (fd_addrs((int)fd, &ad) == 0) {
 		a->a = ad;
 		a->fd = (int)fd;
+	}
+	return 0;
+}
+
+/* Socket ownership for the AF_PACKET pipeline: which process (cgroup) connected or listens on
+ * a TCP socket, so packets of a host-network pod's sockets can be named after the pod. The
+ * raw tracepoint sock:inet_sock_set_state(sk, oldstate, newstate) needs no kprobes.
+ * connect() enters SYN_SENT in process context but before the ephemeral port is chosen
+ * (inet_hash_connect runs after), so the owner is remembered per socket and the record is
+ * sent when SYN_SENT → ESTABLISHED (softirq, addresses complete). listen() is reported at
+ * LISTEN (process context, port bound). CLOSE is reported only for sockets reported before. */
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+#define SOCK_CONNECT 1
+#define SOCK_LISTEN 2
+#define SOCK_CLOSE 3
+
+struct owner {
+	__u64 cgroup;
+	__u32 pid;
+	__u32 _pad;
+};
+
+/* Layout shared with userspace (sockets.rs). */
+struct sock_record {
+	__u64 ts;
+	__u64 cgroup;
+	__u64 sk; /* identifies the socket until its CLOSE record */
+	__u32 pid;
+	__u8 kind;
+	__u8 _pad[3];
+	struct addrs a;
+};
+
+_Static_assert(__builtin_offsetof(struct sock_record, a) == 32, "sock_record layout (sockets.rs)");
+_Static_assert(sizeof(struct sock_record) == 72, "sock_record layout (sockets.rs)");
+
+/* LRU: a socket whose CLOSE was missed (e.g. loaded mid-connection) ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} sockets SEC(".maps");
+
+static __always_inline void sock_emit(struct sock *sk, __u8 kind, const struct owner *o)
+{
+	struct sock_record r = {};
+	r.ts = bpf_ktime_get_ns();
+	r.cgroup = o->cgroup;
+	r.pid = o->pid;
+	r.sk = (__u64)sk;
+	r.kind = kind;
+	if (sk_addrs(sk, &r.a) != 0 && kind != SOCK_CLOSE)
+		return;
+	if (bpf_ringbuf_output(&sockets, &r, sizeof(r), 0) != 0)
+		count(2);
+}
+
+SEC("raw_tracepoint/inet_sock_set_state") int sock_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->args[0];
+	int oldstate = (int)ctx->args[1];
+	int newstate = (int)ctx->args[2];
+	__u64 key = (__u64)sk;
+	if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
+		struct owner o = {.cgroup = bpf_get_current_cgroup_id(),
+				  .pid = bpf_get_current_pid_tgid() >> 32};
+		bpf_map_update_elem(&owners, &key, &o, BPF_ANY);
+		if (newstate == TCP_LISTEN)
+			sock_emit(sk, SOCK_LISTEN, &o);
+		return 0;
+	}
+	if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT) {
+		struct owner *o = bpf_map_lookup_elem(&owners, &key);
+		if (o)
+			sock_emit(sk, SOCK_CONNECT, o);
+		return 0;
+	}
+	if (newstate == TCP_CLOSE) {
+		struct owner *o = bpf_map_lookup_elem(&owners, &key);
+		if (!o)
+			return 0;
+		struct owner copy = *o;
+		bpf_map_delete_elem(&owners, &key);
+		sock_emit(sk, SOCK_CLOSE, &copy);
 	}
 	return 0;
 }
