@@ -203,26 +203,28 @@ fn dissect_loop(
     loop {
         let mut closed = stop.load(Ordering::Relaxed) && sources.live.is_none();
         if let Some(capture) = &sources.live {
-            match capture.recv(wait) {
+            let received = capture.recv(wait);
+            // Sockets connected before these packets were sent are claimed first (read on
+            // every turn, so a quiet interface does not leave the ring to fill); closes end
+            // their claims a grace period later (see SocketClaims).
+            if let (Some(c), Some(probes)) = (&mut claims, &mut sources.tls) {
+                socket_events.clear();
+                probes.drain_sockets(&mut socket_events);
+                for ev in &socket_events {
+                    c.apply(ev, &mut live);
+                }
+            }
+            match received {
                 Ok(Some(batch)) => {
-                    // Sockets connected before these packets were sent are claimed first;
-                    // closes end their claims only after the packets (see SocketClaims).
-                    if let (Some(c), Some(probes)) = (&mut claims, &mut sources.tls) {
-                        socket_events.clear();
-                        probes.drain_sockets(&mut socket_events);
-                        for ev in &socket_events {
-                            c.apply(ev, &mut live);
-                        }
-                    }
                     for (ts, frame) in batch.packets() {
                         live.packet(ts, LinkType::LinuxSll, frame);
-                    }
-                    if let Some(c) = &mut claims {
-                        c.release_closed(&mut live);
                     }
                 }
                 Ok(None) => {}
                 Err(_) => closed = true,
+            }
+            if let Some(c) = &mut claims {
+                c.release_closed(&mut live, Instant::now());
             }
         }
         if let Some(probes) = &mut sources.tls {

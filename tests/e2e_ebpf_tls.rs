@@ -443,6 +443,19 @@ fn a_listening_pod_process_names_its_af_packet_flows() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    // curl inside the pod's cgroup: its connected socket is the pod's too; the listener's
+    // claim outlives the first connection's close.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "echo $$ > \"$1\" && exec curl -s -o /dev/null -w '%{http_code}' \"$2\"",
+            "sh",
+        ])
+        .arg(&procs)
+        .arg(format!("http://127.0.0.1:{port}/data/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
     std::thread::sleep(Duration::from_millis(1500));
     let m = reqwest::blocking::get(&murl).unwrap().text().unwrap();
     terminate(&mut agent);
@@ -457,9 +470,17 @@ fn a_listening_pod_process_names_its_af_packet_flows() {
         .into_iter()
         .filter(|e| e["capture"] == "af_packet" && e["dst"]["port"] == port)
         .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let e = &entries[0];
-    assert_eq!(e["path"], "/kubeconfig", "{e}");
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let inside = entries
+        .iter()
+        .find(|e| e["path"] == "/data/")
+        .expect("GET /data/");
+    assert_eq!(inside["src"]["pod"], "web-server", "{inside}");
+    assert_eq!(inside["dst"]["pod"], "web-server", "{inside}");
+    let e = entries
+        .iter()
+        .find(|e| e["path"] == "/kubeconfig")
+        .expect("GET /kubeconfig");
     assert_eq!(e["status"], 200, "{e}");
     assert_eq!(e["dst"]["pod"], "web-server", "{e}");
     assert_eq!(e["dst"]["namespace"], "shop", "{e}");

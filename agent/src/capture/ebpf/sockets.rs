@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use wiretrail_proto::Identity;
 
@@ -15,6 +16,9 @@ const SOCK_RECORD_LEN: usize = 72;
 /// Sockets claimed at once; beyond it new ones stay attributed by address (a missed CLOSE
 /// must not grow the table without bound).
 const MAX_CLAIMED: usize = 65536;
+/// How long a closed socket keeps its claim: its last packets (which may complete its entry)
+/// reach the pipeline through the AF_PACKET ring's blocks later than the close event.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What happened to a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +84,9 @@ pub struct SocketClaims {
     identity: CgroupIdentity,
     /// Socket → the address claimed for it.
     claimed: HashMap<u64, (IpAddr, u16)>,
-    /// Closed sockets whose claim ends at the next [`SocketClaims::release_closed`].
-    closed: Vec<u64>,
+    /// Addresses of closed sockets and when the close was read, oldest first (out of
+    /// `claimed` at once: the kernel may reuse the socket pointer for a new socket).
+    closed: std::collections::VecDeque<((IpAddr, u16), Instant)>,
     stats: SocketClaimStats,
 }
 
@@ -90,7 +95,7 @@ impl SocketClaims {
         SocketClaims {
             identity,
             claimed: HashMap::new(),
-            closed: Vec::new(),
+            closed: std::collections::VecDeque::new(),
             stats: SocketClaimStats::default(),
         }
     }
@@ -99,12 +104,14 @@ impl SocketClaims {
         self.stats
     }
 
-    /// Claims connected/listening sockets now. A close only ends its claim at
-    /// [`SocketClaims::release_closed`]: the caller feeds the packets captured so far first,
-    /// so a short connection whose packets and close arrive together is still named.
+    /// Claims connected/listening sockets now. A close ends its claim [`CLOSE_GRACE`] later
+    /// (see [`SocketClaims::release_closed`]), so a short connection whose last packets are
+    /// read after its close event is still named.
     pub fn apply(&mut self, ev: &SocketEvent, pipeline: &mut Pipeline) {
         if ev.kind == SocketKind::Close {
-            self.closed.push(ev.sock);
+            if let Some(addr) = self.claimed.remove(&ev.sock) {
+                self.closed.push_back((addr, Instant::now()));
+            }
             return;
         }
         let Some(local) = ev.local.filter(|a| a.port() != 0) else {
@@ -124,13 +131,15 @@ impl SocketClaims {
         }
     }
 
-    /// Ends the claims of the sockets closed since the last call.
-    pub fn release_closed(&mut self, pipeline: &mut Pipeline) {
-        for sock in self.closed.drain(..) {
-            if let Some(addr) = self.claimed.remove(&sock) {
-                pipeline.release(addr);
-                self.stats.released += 1;
+    /// Ends the claims of the sockets closed at least [`CLOSE_GRACE`] before `now`.
+    pub fn release_closed(&mut self, pipeline: &mut Pipeline, now: Instant) {
+        while let Some(&(addr, at)) = self.closed.front() {
+            if now.saturating_duration_since(at) < CLOSE_GRACE {
+                break;
             }
+            self.closed.pop_front();
+            pipeline.release(addr);
+            self.stats.released += 1;
         }
     }
 }
@@ -201,11 +210,14 @@ mod tests {
         claims.apply(&listen, &mut p);
         // An accepted socket on the same address was never reported: its close is ignored.
         claims.apply(&parse(&record(3, 9, [127, 0, 0, 1], 8080)).unwrap(), &mut p);
-        claims.release_closed(&mut p);
+        claims.release_closed(&mut p, Instant::now() + CLOSE_GRACE);
         assert_eq!(claims.stats().claimed, 1);
         assert_eq!(claims.stats().released, 0);
         claims.apply(&parse(&record(3, 1, [0; 4], 0)).unwrap(), &mut p);
-        claims.release_closed(&mut p);
+        // The claim outlives the close by the grace period.
+        claims.release_closed(&mut p, Instant::now());
+        assert_eq!(claims.stats().released, 0);
+        claims.release_closed(&mut p, Instant::now() + CLOSE_GRACE);
         assert_eq!(claims.stats().released, 1);
         assert!(parse(&record(9, 1, [0; 4], 0)).is_none());
     }
