@@ -207,11 +207,15 @@ fn dissect_loop(
             // Sockets connected before these packets were sent are claimed first (read on
             // every turn, so a quiet interface does not leave the ring to fill); closes end
             // their claims a grace period later (see SocketClaims).
-            if let (Some(c), Some(probes)) = (&mut claims, &mut sources.tls) {
+            // Without Kubernetes nothing names a socket's pod: the events are drained and
+            // dropped, so the ring never fills (and its drop counter stays meaningful).
+            if let Some(probes) = &mut sources.tls {
                 socket_events.clear();
                 probes.drain_sockets(&mut socket_events);
-                for ev in &socket_events {
-                    c.apply(ev, &mut live);
+                if let Some(c) = &mut claims {
+                    for ev in &socket_events {
+                        c.apply(ev, &mut live);
+                    }
                 }
             }
             match received {
