@@ -61,7 +61,10 @@ fn netns_available(test: &str) -> bool {
         eprintln!("SKIP {test}: `ip` (iproute2) not found");
         return false;
     }
-    let probe = format!("wtprobe{}", std::process::id());
+    // Unique per call: the tests of this file run in parallel and each probes.
+    static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("wtprobe{}-{n}", std::process::id());
     if !sh(&["ip", "netns", "add", &probe]).status.success() {
         eprintln!("SKIP {test}: `ip netns add` does not work here");
         return false;
