@@ -14,7 +14,7 @@ use wiretrail_agent::{AgentError, LiveCapture, LiveConfig, PipelineConfig};
 use wiretrail_ingest::{IngestClient, SenderConfig};
 
 use crate::agent_metrics::AgentMetrics;
-use crate::capture_run::{now_us, CaptureRun, Sources};
+use crate::capture_run::{CaptureRun, Sources};
 
 /// Capture options shared by `wiretrail agent` and `wiretrail up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -238,7 +238,7 @@ pub fn sender_config(
         spool_dir: spool,
         spool_max_bytes: spool_max_mib << 20,
         give_up_after: give_up,
-        first_seq: now_us().max(1) as u64,
+        first_seq: wiretrail_agent::now_us().max(1) as u64,
     }
 }
 

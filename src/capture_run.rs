@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use wiretrail_agent::capture::ebpf::{node_ips, SocketClaims, SocketEvent, TlsCapture, TlsStreams};
 use wiretrail_agent::identity::cgroup::CgroupPods;
 use wiretrail_agent::IdentityResolver;
-use wiretrail_agent::{LinkType, LiveCapture, Pipeline, PipelineConfig};
+use wiretrail_agent::{now_us, LinkType, LiveCapture, Pipeline, PipelineConfig};
 use wiretrail_ingest::{IngestClient, SendStats};
 use wiretrail_proto::EntryBatchBuilder;
 
@@ -57,13 +57,6 @@ fn socket_claims(ids: &IdentityResolver, cgroup_root: &std::path::Path) -> Optio
     Some(SocketClaims::new(Box::new(move |cg| {
         ids.pod(&cgroups.pod_uid(cg)?)
     })))
-}
-
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// A running capture → dissection → sender chain.

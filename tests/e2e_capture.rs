@@ -40,14 +40,6 @@ fn ok(cmd: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn have(bin: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Root and a working `ip netns`, or a printed reason.
 fn netns_available(test: &str) -> bool {
     let uid = String::from_utf8_lossy(&sh(&["id", "-u"]).stdout)

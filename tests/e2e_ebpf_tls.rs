@@ -61,15 +61,6 @@ impl Drop for Proc {
     }
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 fn skip_reason() -> Option<String> {
     let uid = Command::new("id").arg("-u").output().ok()?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
@@ -254,43 +245,17 @@ fn a_process_in_a_pod_cgroup_is_named_after_its_pod() {
         eprintln!("SKIP a_process_in_a_pod_cgroup_is_named_after_its_pod: {why}");
         return;
     }
-    // A pod cgroup as the kubelet's cgroupfs driver names it, in this machine's cgroup v2 tree.
     let uid = "0b4c5a1e-6f0d-4c8e-9a51-3d2f1e7c9b10";
-    let base = wiretrail_agent::identity::cgroup::cgroup2_root()
-        .join(format!("wt-e2e-{}", std::process::id()));
-    let cgroup = base.join(format!("pod{uid}"));
-    if let Err(e) = std::fs::create_dir_all(&cgroup) {
-        eprintln!("SKIP a_process_in_a_pod_cgroup_is_named_after_its_pod: no writable cgroup v2 tree ({e})");
-        return;
-    }
-    struct Rmdir(std::path::PathBuf, std::path::PathBuf);
-    impl Drop for Rmdir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(&self.0);
-            let _ = std::fs::remove_dir(&self.1);
+    let cgroup = match PodCgroup::create(uid) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("SKIP a_process_in_a_pod_cgroup_is_named_after_its_pod: no writable cgroup v2 tree ({e})");
+            return;
         }
-    }
-    let _rm = Rmdir(cgroup.clone(), base.clone());
-
-    // The API knows one host-network pod on this node, with that UID.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let api = rt.block_on(kube_api::KubeApi::start());
+    };
     let node = format!("tls-pod-node-{}", std::process::id());
-    api.apply(
-        "Pod",
-        serde_json::json!({
-            "kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": "curl-client", "namespace": "tools", "uid": uid,
-                "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"nodeName": node, "hostNetwork": true,
-                "containers": [{"name": "main", "image": "curlimages/curl:8.11.0"}]},
-            "status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-                "podIPs": [{"ip": "127.0.0.1"}], "startTime": "2026-01-01T00:00:00Z"}
-        }),
-    );
     let dir = temp_dir("ebpf-tls-pod");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let (_rt, api, kubeconfig) = api_with_pod(&dir, &node, ("tools", "curl-client", uid));
     let (_https, port) = https_server(&dir);
     let server = Server::start(&dir.join("data"));
     let (mut agent, metrics, _) = agent(
@@ -312,7 +277,7 @@ fn a_process_in_a_pod_cgroup_is_named_after_its_pod() {
     }
     // curl inside the pod's cgroup.
     let url = format!("https://127.0.0.1:{port}/from/the/pod");
-    let procs = cgroup.join("cgroup.procs");
+    let procs = cgroup.0.join("cgroup.procs");
     let out = Command::new("sh")
         .args([
             "-c",
@@ -340,14 +305,17 @@ fn a_process_in_a_pod_cgroup_is_named_after_its_pod() {
     assert!(e["dst"]["pod"].is_null(), "{e}");
 }
 
-/// A pod cgroup (cgroupfs driver naming) under this machine's cgroup v2 tree, removed on drop;
-/// None when the tree is not writable.
+/// A pod cgroup as the kubelet's cgroupfs driver names it, under this machine's cgroup v2 tree,
+/// removed on drop; an error when the tree is not writable.
 struct PodCgroup(std::path::PathBuf, std::path::PathBuf);
 
 impl PodCgroup {
     fn create(uid: &str) -> Result<PodCgroup, std::io::Error> {
-        let base = wiretrail_agent::identity::cgroup::cgroup2_root()
-            .join(format!("wt-e2e-sock-{}", std::process::id()));
+        let base = wiretrail_agent::identity::cgroup::cgroup2_root().join(format!(
+            "wt-e2e-{}-{}",
+            std::process::id(),
+            &uid[..8]
+        ));
         let cgroup = base.join(format!("pod{uid}"));
         std::fs::create_dir_all(&cgroup)?;
         Ok(PodCgroup(cgroup, base))
@@ -359,6 +327,36 @@ impl Drop for PodCgroup {
         let _ = std::fs::remove_dir(&self.0);
         let _ = std::fs::remove_dir(&self.1);
     }
+}
+
+/// The recorded Kubernetes API serving one running host-network pod `(namespace, name, uid)` of
+/// `node`, and a kubeconfig for it in `dir`. The runtime runs the server: keep it alive.
+fn api_with_pod(
+    dir: &Path,
+    node: &str,
+    (namespace, name, uid): (&str, &str, &str),
+) -> (
+    tokio::runtime::Runtime,
+    kube_api::KubeApi,
+    std::path::PathBuf,
+) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(kube_api::KubeApi::start());
+    api.apply(
+        "Pod",
+        serde_json::json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid,
+                "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"nodeName": node, "hostNetwork": true,
+                "containers": [{"name": "main", "image": "debian:bookworm-slim"}]},
+            "status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}], "startTime": "2026-01-01T00:00:00Z"}
+        }),
+    );
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    (rt, api, kubeconfig)
 }
 
 #[test]
@@ -376,25 +374,9 @@ fn a_listening_pod_process_names_its_af_packet_flows() {
             return;
         }
     };
-    // A host-network pod on this node with that UID.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let api = rt.block_on(kube_api::KubeApi::start());
     let node = format!("sock-pod-node-{}", std::process::id());
-    api.apply(
-        "Pod",
-        serde_json::json!({
-            "kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": "web-server", "namespace": "shop", "uid": uid,
-                "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"nodeName": node, "hostNetwork": true,
-                "containers": [{"name": "main", "image": "python:3.12"}]},
-            "status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-                "podIPs": [{"ip": "127.0.0.1"}], "startTime": "2026-01-01T00:00:00Z"}
-        }),
-    );
     let dir = temp_dir("ebpf-sock-pod");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let (_rt, api, kubeconfig) = api_with_pod(&dir, &node, ("shop", "web-server", uid));
     let server = Server::start(&dir.join("data"));
     let (mut agent, metrics, murl) = agent(
         &server.flight,

@@ -21,3 +21,11 @@ pub use identity::{IdentityHistory, IdentityMap, IdentityResolver, IdentityStats
 pub use keylog::KeyLog;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineStats, StreamMark};
 pub use redact::{RedactionCounts, Redactor};
+
+/// Wall-clock time in µs since the Unix epoch: the capture clock of live capture.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
+    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
@@ -78,12 +79,45 @@ fn skip_reason() -> Option<String> {
     None
 }
 
+/// Every capture sees every process's TLS, so the test that floods the ring buffers on purpose
+/// runs alone (write lock) and the others share (read lock).
+static FLOOD: RwLock<()> = RwLock::new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+/// A running capture holding its test's [`Turn`].
+struct Capture {
+    cap: TlsCapture,
+    _turn: Turn,
+}
+
+impl std::ops::Deref for Capture {
+    type Target = TlsCapture;
+    fn deref(&self) -> &TlsCapture {
+        &self.cap
+    }
+}
+
+impl std::ops::DerefMut for Capture {
+    fn deref_mut(&mut self) -> &mut TlsCapture {
+        &mut self.cap
+    }
+}
+
 /// Starts the capture, or `None` (printing why) when eBPF is not supported here.
-fn start(max_capture: usize) -> Option<TlsCapture> {
+fn start(max_capture: usize) -> Option<Capture> {
     start_with(max_capture, AddrHook::Auto)
 }
 
-fn start_with(max_capture: usize, addr_hook: AddrHook) -> Option<TlsCapture> {
+fn start_with(max_capture: usize, addr_hook: AddrHook) -> Option<Capture> {
+    let turn = Turn::Shared(FLOOD.read().unwrap_or_else(|e| e.into_inner()));
+    start_in_turn(max_capture, addr_hook, turn)
+}
+
+fn start_in_turn(max_capture: usize, addr_hook: AddrHook, turn: Turn) -> Option<Capture> {
     if let Some(why) = skip_reason() {
         eprintln!("SKIP: {why}");
         return None;
@@ -94,7 +128,7 @@ fn start_with(max_capture: usize, addr_hook: AddrHook) -> Option<TlsCapture> {
         addr_hook,
         sockets: false,
     }) {
-        Ok(c) => Some(c),
+        Ok(cap) => Some(Capture { cap, _turn: turn }),
         Err(e @ AgentError::EbpfNotSupported(_)) => {
             eprintln!("SKIP: {e}");
             None
@@ -352,7 +386,10 @@ fn rescan_attaches_to_a_library_mapped_later() {
 /// A consumer that does not keep up loses records, and the loss is counted, not silent.
 #[test]
 fn ring_buffer_overflow_is_counted() {
-    let Some(mut cap) = start(65536) else { return };
+    let alone = Turn::Alone(FLOOD.write().unwrap_or_else(|e| e.into_inner()));
+    let Some(mut cap) = start_in_turn(65536, AddrHook::Auto, alone) else {
+        return;
+    };
     let srv = server("drops");
     // 150 responses of 64 KiB over one connection: ~19 MiB of records (server write + client
     // read) into the 8 MiB ring, which nobody drains meanwhile.

@@ -57,7 +57,36 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path) -> Server {
-        Self::start_on(data, free_port(), free_port(), &[])
+        // A port from `free_port` can be taken by another test before `up` binds it; `up` then
+        // exits at once, and is started again on other ports.
+        for _ in 0..5 {
+            let mut s = Self::spawn_on(data, free_port(), free_port(), &[]);
+            if s.healthy_unless_exited() {
+                return s;
+            }
+            eprintln!("wiretrail up exited at start (a port was taken?); retrying on other ports");
+        }
+        panic!("wiretrail up did not start in 5 attempts");
+    }
+
+    /// Waits until it answers (true) or has exited (false); panics after 60 s.
+    fn healthy_unless_exited(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::blocking::get(format!("{}/healthz", self.http)) {
+                if r.status().is_success() {
+                    return true;
+                }
+            }
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wiretrail up did not become healthy in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// `wiretrail up` on given ports with extra options (a restart keeps its ports).
@@ -583,4 +612,13 @@ pub fn python_module(module: &str, package: &str) -> Option<()> {
             None
         }
     }
+}
+
+/// True when `bin` is on PATH.
+pub fn have(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -146,15 +146,18 @@ impl KubeApi {
         self.change(kind, if exists { "MODIFIED" } else { "ADDED" }, obj, true);
     }
 
+    /// The stored object `namespace/name` of `kind` (the test deletes only what exists).
+    fn stored(&self, kind: &'static str, namespace: &str, name: &str) -> Value {
+        let s = self.api.store.lock().unwrap();
+        s.objects
+            .get(kind)
+            .and_then(|m| m.get(&format!("{namespace}/{name}")))
+            .cloned()
+            .expect("object to delete exists")
+    }
+
     pub fn delete(&self, kind: &'static str, namespace: &str, name: &str) {
-        let obj = {
-            let s = self.api.store.lock().unwrap();
-            s.objects
-                .get(kind)
-                .and_then(|m| m.get(&format!("{namespace}/{name}")))
-                .cloned()
-                .expect("object to delete exists")
-        };
+        let obj = self.stored(kind, namespace, name);
         self.change(kind, "DELETED", obj, true);
     }
 
@@ -172,14 +175,7 @@ impl KubeApi {
 
     /// Deletes without a watch event (inside [`KubeApi::expire_watches`]).
     pub fn delete_unseen(&self, kind: &'static str, namespace: &str, name: &str) {
-        let obj = {
-            let s = self.api.store.lock().unwrap();
-            s.objects
-                .get(kind)
-                .and_then(|m| m.get(&format!("{namespace}/{name}")))
-                .cloned()
-                .expect("object to delete exists")
-        };
+        let obj = self.stored(kind, namespace, name);
         self.change(kind, "DELETED", obj, false);
     }
 

@@ -36,7 +36,7 @@ use tracing::{info, warn};
 use wiretrail_proto::Identity;
 
 use super::{IdentityCounters, IdentityHistory, IdentityResolver};
-use crate::AgentError;
+use crate::{now_us, AgentError};
 
 /// Resources watched; `synced` counts those whose first list is done.
 const RESOURCES: usize = 4;
@@ -94,13 +94,6 @@ struct Shared {
     synced: Arc<AtomicUsize>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 impl KubeWatch {
