@@ -44,6 +44,24 @@ install_system_packages() {
   fi
 }
 
+# The dashboard's browser test (tests/e2e_ui.rs) drives Debian's Chromium with Playwright for
+# Python (its own browser download cannot work offline; the wheel brings its node driver).
+install_browser_test_tools() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "dev.sh: installing chromium (the dashboard's browser test)" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null \
+      || echo "dev.sh: chromium could not be installed; tests/e2e_ui.rs will skip" >&2
+  fi
+  if ! python3 -c 'import playwright' >/dev/null 2>&1; then
+    echo "dev.sh: installing playwright for Python (the dashboard's browser test)" >&2
+    python3 -m pip install -q playwright==1.65.3 \
+      || echo "dev.sh: playwright could not be installed; tests/e2e_ui.rs will skip" >&2
+  fi
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -56,6 +74,7 @@ case "$cmd" in
     ;;
   test)
     install_system_packages
+    install_browser_test_tools
     started=$(date +%s)
     cargo build --release --workspace --all-targets
     echo "dev.sh: build took $(( $(date +%s) - started )) s" >&2

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use wiretrail_query::ui::UiSource;
 
 use anyhow::Context;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -55,6 +56,10 @@ pub struct UpArgs {
     /// predefined as `tls and (http or http2)`).
     #[arg(long = "kfl-macro", value_name = "NAME=EXPR", value_parser = wiretrail_query::kfl::parse_macro)]
     kfl_macros: Vec<(String, String)>,
+    /// Serve the dashboard from this directory instead of the copy built into the binary
+    /// (for UI work: `npm run build` in ui/, then reload the page).
+    #[arg(long, value_name = "DIR", env = "WIRETRAIL_UI_DIR")]
+    ui_dir: Option<PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -210,8 +215,18 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let http = listener.local_addr()?;
     tracing::info!(data = %a.data.display(), %http, %flight, %flight_sql, "wiretrail is up");
     let capture = start_capture(&a, &ingest, [http, flight, flight_sql]).await?;
-    eprintln!("wiretrail is up: API http://{http}  (try: curl 'http://{http}/api/v1/entries?kfl=http')  ingest (Arrow Flight) http://{flight}  data {}", a.data.display());
-    axum::serve(listener, wiretrail_query::rest::router(query))
+    let ui = match &a.ui_dir {
+        Some(d) => UiSource::Dir(d.clone()),
+        None => UiSource::Embedded,
+    };
+    let dashboard = if a.ui_dir.is_some() || wiretrail_query::ui::embedded_available() {
+        format!("dashboard http://{http}/")
+    } else {
+        "dashboard not built into this binary (see ui/README.md)".to_string()
+    };
+    eprintln!("wiretrail is up: {dashboard}  API http://{http}/api/v1  ingest (Arrow Flight) http://{flight}  data {}", a.data.display());
+    let app = wiretrail_query::rest::router(query).merge(wiretrail_query::ui::router(ui));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     if let Some(run) = capture {

@@ -91,3 +91,68 @@ fn schemathesis_finds_no_server_errors() {
     );
     assert_eq!(server.get("/healthz").0, 200);
 }
+
+/// The dashboard is served at `/` from the assets built into the binary: `index.html` with
+/// `no-cache` and an ETag (304 when it matches), hashed assets cached for a year and gzipped
+/// for clients that accept it, client-side routes answered with the page, an unknown API path
+/// a JSON 404 (never the page).
+#[test]
+fn dashboard_is_served_with_caching_headers() {
+    let dir = temp_dir("ui-serve");
+    let server = Server::start(&dir.join("data"));
+    let client = reqwest::blocking::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut r = client.get(format!("{}{path}", server.http));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().unwrap()
+    };
+    let index = get("/", &[]);
+    assert_eq!(index.status(), 200);
+    let h = index.headers().clone();
+    assert_eq!(h["cache-control"], "no-cache");
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let etag = h["etag"].to_str().unwrap().to_string();
+    let page = index.text().unwrap();
+    assert!(page.contains("<div id=\"app\""), "{page}");
+    assert_eq!(get("/", &[("if-none-match", &etag)]).status(), 304);
+    // Client-side routes are the same page.
+    for route in ["/traffic", "/map", "/sql", "/snapshots"] {
+        let r = get(route, &[]);
+        assert_eq!(r.status(), 200, "{route}");
+        assert_eq!(r.headers()["etag"].to_str().unwrap(), etag, "{route}");
+    }
+    // Every asset the page names is served, cached for a year, gzipped on request.
+    let assets: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/assets/"))
+        .collect();
+    assert!(!assets.is_empty(), "the page names its assets: {page}");
+    for a in assets {
+        let r = get(a, &[("accept-encoding", "gzip")]);
+        assert_eq!(r.status(), 200, "{a}");
+        assert_eq!(
+            r.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{a}"
+        );
+        if a.ends_with(".js") {
+            assert_eq!(r.headers()["content-encoding"], "gzip", "{a}");
+            assert!(r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript"));
+        }
+    }
+    assert_eq!(get("/assets/no-such-file.js", &[]).status(), 404);
+    let r = get("/api/v1/no-such-route", &[]);
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("no route"));
+    // The API still answers beside it.
+    assert_eq!(get("/healthz", &[]).text().unwrap(), "ok");
+}

@@ -386,3 +386,214 @@ fn parse_rfc3339_ms(s: &str) -> i64 {
         .unwrap()
         .timestamp_millis()
 }
+
+/// Status classes as the histogram defines them (`schema::status_class`), in SQL.
+const SQL_CLASS: &str = "CASE WHEN status IS NULL THEN 'other' \
+    WHEN protocol IN ('http', 'http2', 'graphql') THEN CASE \
+      WHEN status >= 200 AND status < 300 THEN '2xx' WHEN status >= 300 AND status < 400 THEN '3xx' \
+      WHEN status >= 400 AND status < 500 THEN '4xx' WHEN status >= 500 AND status < 600 THEN '5xx' \
+      ELSE 'other' END \
+    WHEN protocol = 'amqp' THEN CASE WHEN status >= 300 THEN 'error' ELSE 'ok' END \
+    WHEN status <> 0 THEN 'error' ELSE 'ok' END";
+
+/// `(bucket start µs, series)` → count, from a histogram answer.
+fn histogram_cells(h: &Value) -> BTreeMap<(i64, String), u64> {
+    let series: Vec<String> = h["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let mut out = BTreeMap::new();
+    for b in h["buckets"].as_array().unwrap() {
+        let counts = b["counts"].as_array().unwrap();
+        let total: u64 = counts.iter().map(|c| c.as_u64().unwrap()).sum();
+        assert_eq!(b["total"].as_u64(), Some(total), "total = sum of the stack");
+        for (s, c) in series.iter().zip(counts) {
+            if c.as_u64().unwrap() > 0 {
+                out.insert(
+                    (b["start_us"].as_i64().unwrap(), s.clone()),
+                    c.as_u64().unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The same cells from `SELECT <bucket start>, <series>, count(*) … GROUP BY 1, 2` (µs since
+/// the epoch rounded down to the width: the histogram's buckets start at multiples of it).
+fn sql_cells(
+    server: &Server,
+    width_us: i64,
+    series: &str,
+    filter: &str,
+    window: (&str, &str),
+) -> BTreeMap<(i64, String), u64> {
+    let q = format!(
+        "SELECT CAST(ts AS BIGINT) - CAST(ts AS BIGINT) % {width_us} AS b, \
+         CAST({series} AS VARCHAR) AS s, count(*) AS n FROM entries WHERE {filter} GROUP BY 1, 2"
+    );
+    let (status, v) = sql(server, json!({"sql": q, "from": window.0, "to": window.1}));
+    assert_eq!(status, 200, "{v}");
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r["b"].as_i64().unwrap(),
+                    r["s"].as_str().unwrap().to_string(),
+                ),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn histogram(server: &Server, query: &[(&str, &str)]) -> Value {
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/histogram", server.http))
+        .query(query)
+        .send()
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().unwrap();
+    assert!(status.is_success(), "{query:?}: {status} {v}");
+    v
+}
+
+/// The volume histogram equals a SQL GROUP BY over the same window: from the buffer, from the
+/// catalog's rollups after a flush (minute buckets, partial minutes at both ends from rows),
+/// stacked by status class and by protocol, KFL-filtered (scan) and node-focused; and it
+/// agrees with `/api/v1/count`.
+#[test]
+fn histogram_equals_sql_group_by() {
+    if !corpus_available() {
+        return;
+    }
+    let dir = temp_dir("histogram");
+    let data = dir.join("data");
+    let (hp, fp) = (free_port(), free_port());
+    let mut server = Server::start_on(&data, hp, fp, &[]);
+    import_cluster_mix(&server.flight, &[]);
+    let phases: Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus().join("truth/cluster_mix.servicemap.json")).unwrap(),
+    )
+    .unwrap();
+    let phase_ms = |p: &str, k: &str| parse_rfc3339_ms(phases["phases"][p][k].as_str().unwrap());
+    // Not minute-aligned on purpose: whole minutes inside, partial ones at both ends.
+    let from = (phase_ms("A", "start") - 61_500).to_string();
+    let to = (phase_ms("C", "end") + 60_700).to_string();
+    let window = (from.as_str(), to.as_str());
+    let all = "true";
+    for round in ["buffer", "rollups"] {
+        for (stack, series) in [("status", SQL_CLASS), ("protocol", "protocol")] {
+            let h = histogram(
+                &server,
+                &[
+                    ("from", &from),
+                    ("to", &to),
+                    ("buckets", "5"),
+                    ("stack", stack),
+                ],
+            );
+            let w = h["bucket_us"].as_i64().unwrap();
+            assert_eq!(w, 60_000_000, "{round} {stack}: minute buckets");
+            assert_eq!(h["source"], "rollups", "{round} {stack}");
+            let cells = histogram_cells(&h);
+            assert!(cells.len() >= 3, "{round} {stack}: {cells:?}");
+            assert_eq!(
+                cells,
+                sql_cells(&server, w, series, all, window),
+                "{round} {stack}"
+            );
+        }
+        if round == "buffer" {
+            assert!(server.terminate().success());
+            server = Server::start_on(&data, hp, fp, &[]);
+        }
+    }
+    // Status classes from rollups show the 4xx/5xx of phase B.
+    let h = histogram(&server, &[("from", &from), ("to", &to), ("buckets", "5")]);
+    let cells = histogram_cells(&h);
+    let sum = |class: &str| -> u64 {
+        cells
+            .iter()
+            .filter(|((_, s), _)| s == class)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert!(
+        sum("5xx") > 0 && sum("4xx") > 0 && sum("2xx") > sum("4xx"),
+        "{cells:?}"
+    );
+
+    // KFL-scoped: the scan path, equal to SQL with the same filter, total = /count.
+    for (kfl, filter) in [
+        (r#"protocol == "dns""#, "protocol = 'dns'"),
+        (
+            r#"http and response.status >= 400"#,
+            "protocol = 'http' AND status >= 400",
+        ),
+    ] {
+        let h = histogram(
+            &server,
+            &[
+                ("from", &from),
+                ("to", &to),
+                ("buckets", "20"),
+                ("kfl", kfl),
+            ],
+        );
+        assert_eq!(h["source"], "scan");
+        let w = h["bucket_us"].as_i64().unwrap();
+        assert_eq!(w, 10_000_000, "20 buckets over 197 s: 10 s");
+        let cells = histogram_cells(&h);
+        assert_eq!(
+            cells,
+            sql_cells(&server, w, SQL_CLASS, filter, window),
+            "{kfl}"
+        );
+        let total: u64 = cells.values().sum();
+        let (_, c) = server.get(&format!(
+            "/api/v1/count?from={from}&to={to}&kfl={}",
+            kfl.replace(' ', "%20")
+                .replace('"', "%22")
+                .replace('=', "%3D")
+                .replace('>', "%3E")
+        ));
+        assert_eq!(
+            c["count"].as_u64(),
+            Some(total),
+            "{kfl}: histogram total = count"
+        );
+    }
+    // Node focus: only that node's entries (all of cluster_mix is on its capture nodes).
+    let (_, nodes) = server.get("/api/v1/values/node");
+    let node = nodes["values"][0].as_str().unwrap().to_string();
+    let h = histogram(&server, &[("from", &from), ("to", &to), ("nodes", &node)]);
+    assert_eq!(h["source"], "scan");
+    let w = h["bucket_us"].as_i64().unwrap();
+    assert_eq!(
+        histogram_cells(&h),
+        sql_cells(&server, w, SQL_CLASS, &format!("node = '{node}'"), window)
+    );
+    // The default window is where the data is; bad input is a 400 with a message.
+    let h = histogram(&server, &[]);
+    let total: u64 = histogram_cells(&h).values().sum();
+    assert_eq!(total as usize, server.count(""));
+    for q in [
+        "stack=colour",
+        "buckets=0",
+        "buckets=x",
+        "kfl=limit(3)",
+        "from=2&to=1",
+        "kfl=status%20==",
+    ] {
+        let (status, v) = server.get(&format!("/api/v1/histogram?{q}"));
+        assert_eq!(status, 400, "{q}: {v}");
+        assert!(v["error"]["message"].is_string(), "{q}: {v}");
+    }
+}

@@ -138,3 +138,24 @@ pub fn is_error(protocol: &str, status: Option<i32>) -> bool {
         (_, Some(s)) => s != 0,
     }
 }
+
+/// The status classes of the volume histogram, in [`status_class`] order.
+pub const STATUS_CLASSES: [&str; 7] = ["2xx", "3xx", "4xx", "5xx", "ok", "error", "other"];
+
+/// An entry's status class (index into [`STATUS_CLASSES`]): HTTP-family statuses by their
+/// hundreds (1xx and a missing status are `other`); elsewhere `error` as in [`is_error`], `ok`
+/// for any other status, `other` without one. One definition so rollups and scans agree.
+pub fn status_class(protocol: &str, status: Option<i32>) -> usize {
+    match (protocol, status) {
+        (_, None) => 6,
+        ("http" | "http2" | "graphql", Some(s)) => match s {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            500..=599 => 3,
+            _ => 6,
+        },
+        (p, s) if is_error(p, s) => 5,
+        _ => 4,
+    }
+}

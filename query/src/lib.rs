@@ -4,6 +4,7 @@
 mod boundaries;
 mod error;
 pub mod flight_sql;
+pub mod histogram;
 mod json;
 pub mod kfl;
 mod live;
@@ -17,6 +18,7 @@ pub mod sql;
 mod sql_rest;
 pub mod table;
 pub mod time;
+pub mod ui;
 
 pub use error::QueryError;
 pub use json::batch_to_json;

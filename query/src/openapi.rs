@@ -141,6 +141,37 @@ pub(crate) const OPS: &[Op] = &[
     },
     Op {
         method: "get",
+        path: "/api/v1/histogram",
+        summary: "Entries per time bucket of a window, stacked by status class or protocol (the volume chart); the window defaults to where the data is",
+        params: &[
+            KFL,
+            FROM,
+            TO,
+            NODES,
+            (
+                "buckets",
+                In::Query,
+                false,
+                r#"{"type":"integer","minimum":1,"maximum":2000}"#,
+                "at most this many buckets (default 100); the width is rounded up to a round duration",
+            ),
+            (
+                "stack",
+                In::Query,
+                false,
+                r#"{"type":"string","enum":["status","protocol"]}"#,
+                "series: status classes 2xx/3xx/4xx/5xx/ok/error/other (default) or protocols",
+            ),
+        ],
+        body: None,
+        ok: (
+            "application/json",
+            r#"{"type":"object","required":["from_us","to_us","bucket_us","stack","series","buckets","source"],"properties":{"from_us":{"type":"integer"},"to_us":{"type":"integer"},"bucket_us":{"type":"integer"},"stack":{"type":"string"},"series":{"type":"array","items":{"type":"string"}},"buckets":{"type":"array","items":{"type":"object","required":["start_us","total","counts"],"properties":{"start_us":{"type":"integer"},"total":{"type":"integer"},"counts":{"type":"array","items":{"type":"integer"}}}}},"source":{"type":"string","enum":["rollups","scan"]},"files_scanned":{"type":"integer"}}}"#,
+        ),
+        websocket: false,
+    },
+    Op {
+        method: "get",
         path: "/api/v1/entries/{id}",
         summary: "One full entry (headers, bodies, protocol detail)",
         params: &[("id", In::Path, true, STR, "26-character entry id")],

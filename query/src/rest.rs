@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::histogram::{HistogramRequest, Stack};
 use crate::service::{EntriesRequest, QueryService};
 use crate::servicemap::{GroupBy, ServiceMapRequest};
 use crate::snapshot::rest as snapshot;
@@ -86,6 +87,41 @@ async fn count(
         ));
     }
     Ok(Json(svc.count(&p.into_request()?).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistogramParams {
+    #[serde(default)]
+    kfl: String,
+    from: Option<String>,
+    to: Option<String>,
+    nodes: Option<String>,
+    buckets: Option<String>,
+    #[serde(default)]
+    stack: String,
+}
+
+async fn histogram(
+    State(svc): State<Arc<QueryService>>,
+    Query(p): Query<HistogramParams>,
+) -> Result<impl IntoResponse, QueryError> {
+    let (from, to) = window(p.from.as_deref(), p.to.as_deref())?;
+    let buckets = p
+        .buckets
+        .map(|b| {
+            b.parse::<usize>()
+                .map_err(|_| QueryError::BadRequest(format!("buckets {b:?} is not a number")))
+        })
+        .transpose()?;
+    let req = HistogramRequest {
+        kfl: p.kfl,
+        from,
+        to,
+        nodes: parse_nodes(p.nodes.as_deref()),
+        buckets,
+        stack: Stack::parse(&p.stack)?,
+    };
+    Ok(Json(svc.histogram(&req).await?))
 }
 
 async fn entry(
@@ -188,6 +224,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<QueryService>> {
         ("get", "/api/v1/entries") => get(entries),
         ("get", "/api/v1/entries/{id}") => get(entry),
         ("get", "/api/v1/count") => get(count),
+        ("get", "/api/v1/histogram") => get(histogram),
         ("get", "/api/v1/kfl/validate") => get(validate),
         ("get", "/api/v1/values/{tag}") => get(values),
         ("get", "/api/v1/servicemap") => get(service_map),

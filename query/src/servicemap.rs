@@ -315,9 +315,9 @@ mod tests {
         let b = side("shop", "api", "api", "api-2", "api-2", "n");
         let r = side("infra", "redis", "redis", "redis-0", "redis-0", "n");
         let mut one = Rollup::default();
-        one.add(false, 10, Some(100));
+        one.add(0, false, 10, Some(100));
         let mut two = Rollup::default();
-        two.add(true, 5, Some(300));
+        two.add(3, true, 5, Some(300));
         let key = |minute, src: &Side| RollupKey {
             minute,
             protocol: "redis".into(),

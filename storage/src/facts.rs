@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use wiretrail_proto::schema::{self, is_error};
+use wiretrail_proto::schema::{self, is_error, status_class};
 
 use crate::rollup::{Rollup, RollupKey, Side};
 
@@ -173,7 +173,7 @@ pub fn rollups(batch: &RecordBatch) -> HashMap<RollupKey, Rollup> {
         }
     };
     let mut groups: HashMap<(i64, [i32; 13]), Rollup> = HashMap::new();
-    let mut error_by_proto: HashMap<(i32, Option<i32>), bool> = HashMap::new();
+    let mut class_by_proto: HashMap<(i32, Option<i32>), (bool, usize)> = HashMap::new();
     for i in 0..batch.num_rows() {
         let minute = ts.value(i).div_euclid(MINUTE_US) * MINUTE_US;
         let mut k = [0i32; 13];
@@ -184,13 +184,14 @@ pub fn rollups(batch: &RecordBatch) -> HashMap<RollupKey, Rollup> {
             }
         }
         let st = status.is_valid(i).then(|| status.value(i));
-        let err = *error_by_proto.entry((k[0], st)).or_insert_with(|| {
+        let (err, class) = *class_by_proto.entry((k[0], st)).or_insert_with(|| {
             let p = dict_str(protocol, k[0]).unwrap_or_default();
-            is_error(p, st)
+            (is_error(p, st), status_class(p, st))
         });
         let r = groups.entry((minute, k)).or_default();
         let lat = elapsed.is_valid(i).then(|| elapsed.value(i));
         r.add(
+            class,
             err,
             req_size.value(i).saturating_add(resp_size.value(i)),
             lat,

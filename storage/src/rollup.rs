@@ -104,6 +104,10 @@ pub struct Rollup {
     pub bytes: u64,
     /// Latency bucket → entries; bucket `b` holds latencies in `(GAMMA^(b-1), GAMMA^b]` µs.
     pub latency: BTreeMap<u16, u64>,
+    /// Entries per status class (`wiretrail_proto::schema::STATUS_CLASSES`), for the volume
+    /// histogram. Rollups written before classes existed decode with zeros here, so a reader
+    /// checks `classified()` before trusting them.
+    pub classes: [u64; 7],
 }
 
 fn bucket(us: i64) -> u16 {
@@ -114,8 +118,12 @@ fn bucket(us: i64) -> u16 {
 }
 
 impl Rollup {
-    pub fn add(&mut self, error: bool, bytes: u64, latency_us: Option<i64>) {
+    /// One entry of status class `class` (index into `STATUS_CLASSES`).
+    pub fn add(&mut self, class: usize, error: bool, bytes: u64, latency_us: Option<i64>) {
         self.count += 1;
+        if let Some(c) = self.classes.get_mut(class) {
+            *c += 1;
+        }
         self.errors += u64::from(error);
         self.bytes = self.bytes.saturating_add(bytes);
         if let Some(l) = latency_us {
@@ -127,6 +135,9 @@ impl Rollup {
         self.count += o.count;
         self.errors += o.errors;
         self.bytes = self.bytes.saturating_add(o.bytes);
+        for (c, n) in self.classes.iter_mut().zip(o.classes) {
+            *c += n;
+        }
         for (b, n) in &o.latency {
             *self.latency.entry(*b).or_default() += n;
         }
@@ -163,7 +174,16 @@ impl Rollup {
             v.extend_from_slice(&b.to_le_bytes());
             v.extend_from_slice(&n.to_le_bytes());
         }
+        // Appended after the latency sketch: older readers ignore it, older values lack it.
+        for c in self.classes {
+            v.extend_from_slice(&c.to_le_bytes());
+        }
         v
+    }
+
+    /// Whether every entry has its status class (false for rollups written before classes).
+    pub fn classified(&self) -> bool {
+        self.classes.iter().sum::<u64>() == self.count
     }
 
     pub fn decode(b: &[u8]) -> Option<Rollup> {
@@ -177,11 +197,19 @@ impl Rollup {
             let bk = u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?);
             latency.insert(bk, u64_at(o + 2)?);
         }
+        let mut classes = [0u64; 7];
+        let c0 = 26 + n * 10;
+        if b.len() >= c0 + 56 {
+            for (i, c) in classes.iter_mut().enumerate() {
+                *c = u64_at(c0 + i * 8)?;
+            }
+        }
         Some(Rollup {
             count: u64_at(0)?,
             errors: u64_at(8)?,
             bytes: u64_at(16)?,
             latency,
+            classes,
         })
     }
 }
@@ -229,10 +257,16 @@ mod tests {
         assert!(k.encode() < later.encode(), "keys sort by minute");
         let mut r = Rollup::default();
         for us in 1..=10_000 {
-            r.add(us % 100 == 0, 10, Some(us));
+            r.add((us % 7) as usize, us % 100 == 0, 10, Some(us));
         }
-        r.add(false, 5, None);
+        r.add(6, false, 5, None);
         assert_eq!(Rollup::decode(&r.encode()), Some(r.clone()));
+        assert!(r.classified());
+        // A value written before status classes decodes with none and says so.
+        let old = &r.encode()[..r.encode().len() - 56];
+        let o = Rollup::decode(old).unwrap();
+        assert_eq!((o.count, o.classes), (r.count, [0; 7]));
+        assert!(!o.classified());
         assert_eq!((r.count, r.errors, r.bytes), (10_001, 100, 100_005));
         for (q, exact) in [(0.5, 5_000.0), (0.99, 9_900.0)] {
             let got = r.quantile_us(q).unwrap() as f64;
