@@ -598,6 +598,22 @@ impl Ingest {
         Ok((rollups, buf.overlapping(from, to)))
     }
 
+    /// Per-minute volume (protocol, status classes) of `[from, to)` (minute-aligned) from the
+    /// catalog plus the buffered batches in that window, under the buffer lock like
+    /// [`Ingest::rollup_snapshot`]; `None` when the catalog's volume does not cover the window.
+    #[allow(clippy::type_complexity)]
+    pub async fn volume_snapshot(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Option<(Vec<(Micros, String, Rollup)>, Vec<RecordBatch>)>, IngestError> {
+        let buf = self.buffer.read().await;
+        Ok(self
+            .catalog
+            .volume(from, to)?
+            .map(|v| (v, buf.overlapping(from, to))))
+    }
+
     /// Adds metrics of another component of this process to [`Ingest::metrics_text`].
     pub fn add_metrics(&self, render: ExtraMetrics) {
         if let Ok(mut m) = self.extra_metrics.lock() {

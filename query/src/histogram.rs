@@ -2,8 +2,8 @@
 //! protocol — the volume chart a person zooms with.
 //!
 //! Like the service map, two paths give the same numbers: an unfiltered window whose buckets
-//! are whole minutes reads the catalog's per-minute rollups (a few keys per edge and minute, no
-//! file opened) and aggregates only the partial minutes at its ends and the ingest buffer from
+//! are whole minutes reads the catalog's per-minute volume (a few keys per protocol and minute,
+//! no file opened; the service-map rollups in a store made before the volume family) and aggregates only the partial minutes at its ends and the ingest buffer from
 //! rows; a KFL-scoped or node-focused window streams `ts`, `protocol` and `status` of the
 //! matching rows through DataFusion and counts them batch by batch in bounded memory.
 
@@ -14,6 +14,7 @@ use arrow::datatypes::{DataType, Int32Type, TimestampMicrosecondType};
 use futures::StreamExt;
 use serde::Serialize;
 use wiretrail_proto::schema::{status_class, PROTOCOL, STATUS, STATUS_CLASSES, TS};
+use wiretrail_storage::rollup::Rollup;
 
 use crate::kfl;
 use crate::service::QueryService;
@@ -176,6 +177,25 @@ impl Acc {
             c.push(0);
         }
         i
+    }
+
+    /// Adds one minute's rollup; false when it predates status classes (scan instead).
+    fn add_rollup(&mut self, minute: i64, protocol: &str, r: &Rollup) -> bool {
+        match self.stack {
+            Stack::Status => {
+                if !r.classified() {
+                    return false;
+                }
+                for (c, n) in r.classes.iter().enumerate() {
+                    self.add(minute, c, *n);
+                }
+            }
+            Stack::Protocol => {
+                let s = self.series_of(protocol);
+                self.add(minute, s, r.count);
+            }
+        }
+        true
     }
 
     fn add(&mut self, ts: i64, series: usize, n: u64) {
@@ -356,23 +376,27 @@ impl QueryService {
         if lo >= hi {
             return Ok(None);
         }
-        let (rollups, buffered) = self.ingest().rollup_snapshot(lo, hi).await?;
-        for (k, r) in &rollups {
-            match acc.stack {
-                Stack::Status => {
-                    if !r.classified() {
+        let buffered = match self.ingest().volume_snapshot(lo, hi).await? {
+            // Per minute and protocol: a few keys a minute.
+            Some((volume, buffered)) => {
+                for (minute, protocol, r) in &volume {
+                    if !acc.add_rollup(*minute, protocol, r) {
                         return Ok(None);
                     }
-                    for (c, n) in r.classes.iter().enumerate() {
-                        acc.add(k.minute, c, *n);
+                }
+                buffered
+            }
+            // A store made before the volume family: the service-map rollups.
+            None => {
+                let (rollups, buffered) = self.ingest().rollup_snapshot(lo, hi).await?;
+                for (k, r) in &rollups {
+                    if !acc.add_rollup(k.minute, &k.protocol, r) {
+                        return Ok(None);
                     }
                 }
-                Stack::Protocol => {
-                    let s = acc.series_of(&k.protocol);
-                    acc.add(k.minute, s, r.count);
-                }
+                buffered
             }
-        }
+        };
         let inner = (acc.from, acc.to);
         (acc.from, acc.to) = (lo, hi);
         for b in &buffered {

@@ -6,6 +6,9 @@
 //! - `tags`: per hour, `(kind, value) → files` posting keys (node, namespace, service,
 //!   protocol) for pruning and instant "distinct values";
 //! - `rollups`: per-minute service-map counts, summed by a merge operator ([`crate::rollup`]);
+//! - `volume`: per-minute counts by protocol and status class (the volume histogram), derived
+//!   from the same rollups in the same batch: a few keys a minute, so three days read fast;
+//! - `meta`: catalog facts, e.g. from which minute `volume` is complete in a store made before it;
 //! - `pins`: time ranges that snapshots keep (retention never drops a pinned hour).
 //!
 //! Every change is one synced `WriteBatch`: a flush registers its files, their tags, their
@@ -32,6 +35,12 @@ const CF_AGENTS: &str = "agents";
 const CF_TAGS: &str = "tags";
 const CF_ROLLUPS: &str = "rollups";
 const CF_PINS: &str = "pins";
+const CF_VOLUME: &str = "volume";
+const CF_META: &str = "meta";
+/// `meta` key: the minute from which `volume` holds every entry (absent: all minutes). Set when
+/// a store made before `volume` existed is opened; `wiretrail index rebuild` clears it.
+const META_VOLUME_FROM: &[u8] = b"volume_complete_from";
+const MINUTE_US: Micros = 60_000_000;
 
 /// One Parquet file as the catalog knows it (also stored in the file's footer and in its
 /// hour's `manifest.json`, which is what `wiretrail index rebuild` reads).
@@ -116,6 +125,13 @@ fn tag_keys(f: &FileMeta) -> impl Iterator<Item = Vec<u8>> + '_ {
     })
 }
 
+/// `volume` key: the minute (order-preserving), then the protocol.
+fn volume_key(minute: Micros, protocol: &str) -> Vec<u8> {
+    let mut k = ts_key(minute).to_vec();
+    k.extend_from_slice(protocol.as_bytes());
+    k
+}
+
 fn synced() -> WriteOptions {
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
@@ -136,12 +152,17 @@ impl Catalog {
         opts.set_keep_log_file_num(3);
         let mut rollup_opts = Options::default();
         rollup_opts.set_merge_operator_associative("wiretrail_rollup", rollup::merge_operator);
+        // A store from before the volume family: its older minutes are not in it.
+        let upgraded = DB::list_cf(&Options::default(), path)
+            .is_ok_and(|cfs| !cfs.iter().any(|c| c == CF_VOLUME));
         let cfs = [
             ColumnFamilyDescriptor::new(CF_FILES, Options::default()),
             ColumnFamilyDescriptor::new(CF_AGENTS, Options::default()),
             ColumnFamilyDescriptor::new(CF_TAGS, Options::default()),
-            ColumnFamilyDescriptor::new(CF_ROLLUPS, rollup_opts),
+            ColumnFamilyDescriptor::new(CF_ROLLUPS, rollup_opts.clone()),
             ColumnFamilyDescriptor::new(CF_PINS, Options::default()),
+            ColumnFamilyDescriptor::new(CF_VOLUME, rollup_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(rocks)?;
         let cat = Catalog {
@@ -150,8 +171,22 @@ impl Catalog {
             next_file_id: AtomicU64::new(1),
             manifest_lock: std::sync::Mutex::new(()),
         };
-        let max_id = cat.files()?.iter().map(|f| f.file_id).max().unwrap_or(0);
+        let files = cat.files()?;
+        let max_id = files.iter().map(|f| f.file_id).max().unwrap_or(0);
         cat.next_file_id.store(max_id + 1, Ordering::SeqCst);
+        if upgraded {
+            if let Some(newest) = files.iter().map(|f| f.max_ts).max() {
+                let from = (newest.div_euclid(MINUTE_US) + 1) * MINUTE_US;
+                cat.db
+                    .put_cf_opt(
+                        cat.cf(CF_META),
+                        META_VOLUME_FROM,
+                        from.to_be_bytes(),
+                        &synced(),
+                    )
+                    .map_err(|e| cat.rocks(e))?;
+            }
+        }
         Ok(cat)
     }
 
@@ -204,8 +239,23 @@ impl Catalog {
         for f in files {
             self.put_file(&mut wb, f);
         }
+        let mut volume: HashMap<(Micros, &str), Rollup> = HashMap::new();
         for (k, r) in rollups {
             wb.merge_cf(self.cf(CF_ROLLUPS), k.encode(), r.encode());
+            let v = volume.entry((k.minute, k.protocol.as_str())).or_default();
+            v.count += r.count;
+            v.errors += r.errors;
+            v.bytes = v.bytes.saturating_add(r.bytes);
+            for (a, b) in v.classes.iter_mut().zip(r.classes) {
+                *a += b;
+            }
+        }
+        for ((minute, protocol), v) in &volume {
+            wb.merge_cf(
+                self.cf(CF_VOLUME),
+                volume_key(*minute, protocol),
+                v.encode(),
+            );
         }
         let current = self.agent_seqs()?;
         for (agent, seq) in agent_seqs {
@@ -236,6 +286,7 @@ impl Catalog {
         }
         for h in hours {
             wb.delete_range_cf(self.cf(CF_ROLLUPS), ts_key(*h), ts_key(h + HOUR_US));
+            wb.delete_range_cf(self.cf(CF_VOLUME), ts_key(*h), ts_key(h + HOUR_US));
         }
         self.db.write_opt(wb, &synced()).map_err(|e| self.rocks(e))
     }
@@ -381,6 +432,50 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Per minute and protocol in `[from, to)`: count, errors, bytes and status classes (no
+    /// latency sketch). `None` when the window reaches minutes the volume family may lack (a
+    /// store made before it; `wiretrail index rebuild` fills them): read [`Catalog::rollups`].
+    pub fn volume(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Option<Vec<(Micros, String, Rollup)>>, StorageError> {
+        if let Some(v) = self
+            .db
+            .get_cf(self.cf(CF_META), META_VOLUME_FROM)
+            .map_err(|e| self.rocks(e))?
+        {
+            let complete_from = v
+                .as_slice()
+                .try_into()
+                .map(i64::from_be_bytes)
+                .unwrap_or(Micros::MAX);
+            if from < complete_from {
+                return Ok(None);
+            }
+        }
+        let start = ts_key(from);
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_VOLUME), mode) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            let Some(minute) = ts_from_key(&k).filter(|m| *m < to) else {
+                break;
+            };
+            let bad = || StorageError::CorruptCatalog {
+                key: format!("volume/{k:02x?}"),
+                reason: "undecodable volume".into(),
+            };
+            let protocol = std::str::from_utf8(&k[8..]).map_err(|_| bad())?;
+            out.push((
+                minute,
+                protocol.to_string(),
+                Rollup::decode(&v).ok_or_else(bad)?,
+            ));
+        }
+        Ok(Some(out))
+    }
+
     /// Last batch sequence number per agent whose rows are in Parquet.
     pub fn agent_seqs(&self) -> Result<HashMap<String, u64>, StorageError> {
         let mut out = HashMap::new();
@@ -500,6 +595,82 @@ mod tests {
             .files_with_tag(TagKind::Protocol, &["p0"], 0, 1000)
             .unwrap()
             .is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The volume family sums the flushes' rollups per minute and protocol, is dropped with its
+    /// hours, and a store opened without it says from which minute it can be trusted.
+    #[test]
+    fn volume_sums_rollups_per_minute_and_protocol() {
+        use crate::rollup::Side;
+        let dir = std::env::temp_dir().join(format!("wt-cat-vol-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let key = |minute, protocol: &str, pod: &str| RollupKey {
+            minute,
+            protocol: protocol.into(),
+            src: Side {
+                pod: pod.into(),
+                ..Default::default()
+            },
+            dst: Side::default(),
+        };
+        let one = |class| {
+            let mut r = Rollup::default();
+            r.add(class, class == 3, 10, Some(5));
+            r
+        };
+        let cat = Catalog::open(&dir).unwrap();
+        let flush = HashMap::from([
+            (key(0, "http", "a"), one(0)),
+            (key(0, "http", "b"), one(3)),
+            (key(MINUTE_US, "dns", "a"), one(4)),
+        ]);
+        cat.commit_flush(&[meta(0, 2 * MINUTE_US, 1)], &BTreeMap::new(), &flush)
+            .unwrap();
+        cat.commit_flush(
+            &[],
+            &BTreeMap::new(),
+            &HashMap::from([(key(0, "http", "a"), one(0))]),
+        )
+        .unwrap();
+        let v = cat
+            .volume(0, HOUR_US)
+            .unwrap()
+            .expect("complete in a new store");
+        assert_eq!(v.len(), 2, "{v:?}");
+        let (m, p, r) = &v[0];
+        assert_eq!((*m, p.as_str(), r.count, r.errors), (0, "http", 3, 1));
+        assert_eq!(r.classes, [2, 0, 0, 1, 0, 0, 0]);
+        assert!(r.latency.is_empty(), "no latency sketch in the volume");
+        assert_eq!(
+            (v[1].0, v[1].1.as_str(), v[1].2.count),
+            (MINUTE_US, "dns", 1)
+        );
+        assert_eq!(cat.volume(MINUTE_US, HOUR_US).unwrap().unwrap().len(), 1);
+        cat.drop_hours(&[0], &[]).unwrap();
+        assert!(cat.volume(0, HOUR_US).unwrap().unwrap().is_empty());
+        drop(cat);
+        // A store made before the family: opened, it trusts only minutes after its files.
+        let old = dir.join("old");
+        {
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db = DB::open_cf(&opts, &old, [CF_FILES, CF_AGENTS, CF_TAGS, CF_PINS]).unwrap();
+            let f = meta(0, 90_000_000, 7);
+            db.put_cf(
+                db.cf_handle(CF_FILES).unwrap(),
+                file_key(f.min_ts, f.file_id),
+                serde_json::to_vec(&f).unwrap(),
+            )
+            .unwrap();
+        }
+        let cat = Catalog::open(&old).unwrap();
+        assert!(
+            cat.volume(0, HOUR_US).unwrap().is_none(),
+            "old minutes: not in volume"
+        );
+        assert!(cat.volume(2 * MINUTE_US, HOUR_US).unwrap().is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
