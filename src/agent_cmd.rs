@@ -186,6 +186,8 @@ pub struct AgentArgs {
     #[arg(long, env = "WIRETRAIL_SERVER", value_name = "URL")]
     server: String,
     #[command(flatten)]
+    token: crate::auth_cmd::TokenArg,
+    #[command(flatten)]
     capture: CaptureArgs,
     /// Node name recorded as `node.name` and in the agent id; default: this host's name.
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
@@ -239,6 +241,7 @@ pub fn sender_config(
         spool_max_bytes: spool_max_mib << 20,
         give_up_after: give_up,
         first_seq: wiretrail_agent::now_us().max(1) as u64,
+        token: None,
     }
 }
 
@@ -284,11 +287,11 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<()> {
         .interfaces
         .join(",");
     let agent_id = format!("{node}-{}", boot_id());
-    let client = IngestClient::with_config(
-        &a.server,
-        agent_id.clone(),
-        sender_config(a.spool.clone(), a.spool_max_mib, a.shutdown_timeout),
-    )?;
+    let sender = SenderConfig {
+        token: a.token.bearer(),
+        ..sender_config(a.spool.clone(), a.spool_max_mib, a.shutdown_timeout)
+    };
+    let client = IngestClient::with_config(&a.server, agent_id.clone(), sender)?;
     let config = PipelineConfig {
         node: node.clone(),
         capture: "af_packet".into(),

@@ -268,6 +268,11 @@ async fn send_loop(
     while let Some(batch) = rx.recv().await {
         if let Err(e) = client.send(batch).await {
             metrics.sender_errors.fetch_add(1, Ordering::Relaxed);
+            if e.is_refused() {
+                // Wrong or missing token: retrying cannot help; stop the chain with the reason.
+                metrics.set_sender(client.stats());
+                return Err(e).context("ingest refused this agent");
+            }
             tracing::error!(error = %e, "cannot ship a batch to ingest (it is kept and resent with the next one)");
         }
         metrics.set_sender(client.stats());

@@ -20,6 +20,8 @@ use wiretrail_proto::EntryBatchBuilder;
 pub struct ImportArgs {
     #[command(flatten)]
     target: crate::Target,
+    #[command(flatten)]
+    token: crate::auth_cmd::TokenArg,
     /// Identity map (JSON object: IP → {pod, namespace, service, workload, node}).
     #[arg(long, value_name = "FILE")]
     identities: Option<PathBuf>,
@@ -165,7 +167,13 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         (data, None) => {
             let dir = data.clone().unwrap_or_else(|| crate::DEFAULT_DATA.into());
             let ingest = Ingest::open(&dir, IngestConfig::default()).await?;
-            let addr = crate::server::serve_flight(ingest.clone(), "127.0.0.1:0".parse()?).await?;
+            let addr = crate::server::serve_flight(
+                ingest.clone(),
+                "127.0.0.1:0".parse()?,
+                // Our own loopback port, used by this process alone.
+                wiretrail_query::auth::Authenticator::disabled(),
+            )
+            .await?;
             (format!("http://{addr}"), Some(ingest))
         }
     };
@@ -208,6 +216,7 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<()> {
         spool_dir: a.spool.clone(),
         spool_max_bytes: a.spool_max_mib << 20,
         give_up_after: a.give_up_after,
+        token: a.token.bearer(),
         ..Default::default()
     };
     let mut client = IngestClient::with_config(&url, agent_id, sender)?;

@@ -3,6 +3,7 @@
 
 mod agent_cmd;
 mod agent_metrics;
+mod auth_cmd;
 mod capture_run;
 mod identity_args;
 mod import;
@@ -45,6 +46,9 @@ enum Command {
     /// Snapshots for auditors: pin a window, export it as a verifiable bundle, verify, import.
     #[command(subcommand)]
     Snapshot(snapshot_cmd::SnapshotCommand),
+    /// Access control: bearer tokens of `up --auth tokens`.
+    #[command(subcommand)]
+    Auth(auth_cmd::AuthCommand),
 }
 
 #[derive(Subcommand)]
@@ -123,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             Command::Query(a) => query_cmd::run(a).await,
             Command::Index(IndexCommand::Rebuild { data }) => index_rebuild(&data),
             Command::Snapshot(c) => snapshot_cmd::run(c).await,
+            Command::Auth(c) => auth_cmd::run(c),
         }
     })
 }

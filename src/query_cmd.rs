@@ -12,6 +12,8 @@ use wiretrail_query::{EntriesRequest, QueryError, QueryService};
 pub struct QueryArgs {
     #[command(flatten)]
     target: crate::Target,
+    #[command(flatten)]
+    token: crate::auth_cmd::TokenArg,
     /// Start of the window (inclusive): RFC 3339, epoch ms, `now` or relative like -15m.
     #[arg(long, value_name = "TIME")]
     from: Option<String>,
@@ -78,12 +80,15 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         if let Some(t) = &a.to {
             q.push(("to", t.clone()));
         }
-        let resp = reqwest::Client::new()
-            .get(format!("{}/api/v1/entries", url.trim_end_matches('/')))
-            .query(&q)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let resp = a
+            .token
+            .send(
+                reqwest::Client::new()
+                    .get(format!("{}/api/v1/entries", url.trim_end_matches('/')))
+                    .query(&q),
+                url,
+            )
+            .await?;
         let status = resp.status();
         let body: Value = resp
             .json()

@@ -1,4 +1,8 @@
 //! `wiretrail up`: ingest (Arrow Flight) and the query API (HTTP) in one process.
+//!
+//! Access control (`--auth`) is decided once, before anything listens: the same
+//! [`Authenticator`] guards the HTTP routes (a layer per route), Flight SQL and ingest (tonic
+//! interceptors).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,10 +11,12 @@ use std::time::Duration;
 use wiretrail_query::ui::UiSource;
 
 use anyhow::Context;
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use wiretrail_agent::{AgentError, PipelineConfig};
-use wiretrail_ingest::{Ingest, IngestClient, IngestConfig, IngestFlightService};
+use wiretrail_ingest::{BearerToken, Ingest, IngestClient, IngestConfig, IngestFlightService};
+use wiretrail_query::auth::grpc::GrpcGuard;
+use wiretrail_query::auth::{AuthConfig, AuthMode, Authenticator, Role};
 use wiretrail_query::flight_sql::WiretrailFlightSql;
 use wiretrail_query::sql::SqlLimits;
 use wiretrail_query::QueryService;
@@ -62,6 +68,56 @@ pub struct UpArgs {
     ui_dir: Option<PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+/// Access control of the API, Flight SQL and ingest ports.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// `none`: anyone who can reach a port may read and ship everything (fine on loopback; a
+    /// warning otherwise). `tokens`: bearer tokens of the principals file (make them with
+    /// `wiretrail auth token add`). `jwt` and `kubernetes` are not supported in this build yet.
+    #[arg(long = "auth", value_name = "MODE", default_value = "none", value_parser = ["none", "tokens", "jwt", "kubernetes"])]
+    mode: String,
+    /// The principals file of `--auth tokens` (default DATA/auth/tokens.json); re-read within a
+    /// second when it changes, no restart needed.
+    #[arg(long, value_name = "FILE")]
+    auth_tokens: Option<PathBuf>,
+    /// `/metrics` needs a viewer or admin token too (by default it is open, for Prometheus).
+    #[arg(long)]
+    metrics_auth: bool,
+}
+
+impl AuthArgs {
+    pub fn build(&self, data: &std::path::Path) -> anyhow::Result<Arc<Authenticator>> {
+        let mode: AuthMode = self.mode.parse().map_err(anyhow::Error::msg)?;
+        let config = AuthConfig {
+            mode,
+            tokens_file: self
+                .auth_tokens
+                .clone()
+                .unwrap_or_else(|| wiretrail_query::auth::tokens::default_path(data)),
+            metrics_auth: self.metrics_auth,
+            reload_interval: Duration::from_secs(1),
+        };
+        Ok(Authenticator::new(&config).with_context(|| format!("--auth {mode}"))?)
+    }
+}
+
+/// `--auth none` on an address others can reach: say so loudly, on the terminal and in the log.
+fn warn_if_open(auth: &Authenticator, addrs: &[(&str, SocketAddr)]) {
+    if auth.enabled() {
+        return;
+    }
+    for (what, addr) in addrs {
+        if !addr.ip().is_loopback() {
+            eprintln!(
+                "WARNING: --auth none and {what} listens on {addr}, which is not a loopback address: anyone who can reach it can read every stored request and response (headers, bodies, leaked credentials) and ship entries. Use --auth tokens (README, Security)."
+            );
+            tracing::warn!(%addr, what, "no authentication on a non-loopback address");
+        }
+    }
 }
 
 /// Durability, memory, compaction and retention settings of ingest.
@@ -142,15 +198,28 @@ impl StorageArgs {
     }
 }
 
-/// Starts the Flight endpoint on `addr`; returns the bound address.
-pub async fn serve_flight(ingest: Arc<Ingest>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let svc = IngestFlightService::new(ingest).into_server();
-    serve_grpc(svc, addr, "Arrow Flight").await
+/// Starts the Flight endpoint on `addr`, behind `auth` (agents and admins may ship); returns
+/// the bound address.
+pub async fn serve_flight(
+    ingest: Arc<Ingest>,
+    addr: SocketAddr,
+    auth: Arc<Authenticator>,
+) -> anyhow::Result<SocketAddr> {
+    let svc = InterceptedService::new(
+        IngestFlightService::new(ingest).into_server(),
+        GrpcGuard::ingest(auth),
+    );
+    serve_grpc(
+        tonic::transport::Server::builder().add_service(svc),
+        addr,
+        "Arrow Flight",
+    )
+    .await
 }
 
 /// Serves one Flight service (ingest or Flight SQL) on its own listener.
-async fn serve_grpc<T: FlightService>(
-    svc: FlightServiceServer<T>,
+async fn serve_grpc(
+    router: tonic::transport::server::Router,
     addr: SocketAddr,
     what: &'static str,
 ) -> anyhow::Result<SocketAddr> {
@@ -160,11 +229,7 @@ async fn serve_grpc<T: FlightService>(
     let bound = listener.local_addr()?;
     let incoming = tonic_incoming(listener);
     tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(incoming)
-            .await
-        {
+        if let Err(e) = router.serve_with_incoming(incoming).await {
             tracing::error!(error = %e, "{what} server stopped");
         }
     });
@@ -184,6 +249,16 @@ fn tonic_incoming(
 }
 
 pub async fn up(a: UpArgs) -> anyhow::Result<()> {
+    // Before anything opens or listens: a mode we cannot enforce must not start.
+    let auth = a.auth.build(&a.data)?;
+    warn_if_open(
+        &auth,
+        &[
+            ("the HTTP API (--listen)", a.listen),
+            ("ingest (--flight-listen)", a.flight_listen),
+            ("Flight SQL (--flight-sql-listen)", a.flight_sql_listen),
+        ],
+    );
     let mut config = IngestConfig {
         flush_interval: Duration::from_secs(a.flush_interval.max(1)),
         ..Default::default()
@@ -193,7 +268,9 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let ingest = Ingest::open(&a.data, config).await?;
     tokio::spawn(ingest.clone().run_flusher());
     tokio::spawn(ingest.clone().run_maintenance());
-    let flight = serve_flight(ingest.clone(), a.flight_listen).await?;
+    let m = auth.clone();
+    ingest.add_metrics(Arc::new(move || m.render_metrics()));
+    let flight = serve_flight(ingest.clone(), a.flight_listen, auth.clone()).await?;
     let query = Arc::new(
         QueryService::new(ingest.clone())
             .with_sql_limits(SqlLimits {
@@ -204,7 +281,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             .with_macros(a.kfl_macros.clone()),
     );
     let flight_sql = serve_grpc(
-        WiretrailFlightSql::new(query.clone()).into_server(),
+        tonic::transport::Server::builder().add_service(InterceptedService::new(
+            WiretrailFlightSql::new(query.clone()).into_server(),
+            GrpcGuard::flight_sql(auth.clone()),
+        )),
         a.flight_sql_listen,
         "Arrow Flight SQL",
     )
@@ -213,8 +293,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", a.listen))?;
     let http = listener.local_addr()?;
-    tracing::info!(data = %a.data.display(), %http, %flight, %flight_sql, "wiretrail is up");
-    let capture = start_capture(&a, &ingest, [http, flight, flight_sql]).await?;
+    tracing::info!(data = %a.data.display(), %http, %flight, %flight_sql, auth = %auth.mode(), "wiretrail is up");
+    let capture = start_capture(&a, &ingest, [http, flight, flight_sql], &auth).await?;
     let ui = match &a.ui_dir {
         Some(d) => UiSource::Dir(d.clone()),
         None => UiSource::Embedded,
@@ -224,8 +304,11 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     } else {
         "dashboard not built into this binary (see ui/README.md)".to_string()
     };
-    eprintln!("wiretrail is up: {dashboard}  API http://{http}/api/v1  ingest (Arrow Flight) http://{flight}  data {}", a.data.display());
-    let app = wiretrail_query::rest::router(query).merge(wiretrail_query::ui::router(ui));
+    eprintln!("wiretrail is up: {dashboard}  API http://{http}/api/v1  ingest (Arrow Flight) http://{flight}  data {}  auth {}", a.data.display(), auth.mode());
+    // The dashboard's assets stay public (they hold no data); every API call they make is
+    // authenticated by the API routes' own layers.
+    let app =
+        wiretrail_query::rest::router(query, auth.clone()).merge(wiretrail_query::ui::router(ui));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -247,6 +330,7 @@ async fn start_capture(
     a: &UpArgs,
     ingest: &Arc<Ingest>,
     own: [SocketAddr; 3],
+    auth: &Authenticator,
 ) -> anyhow::Result<Option<CaptureRun>> {
     if a.no_capture {
         tracing::info!("live capture off (--no-capture)");
@@ -293,10 +377,21 @@ async fn start_capture(
         });
     }
     let finish = Duration::from_secs(20);
+    // With --auth tokens, a token for this process alone (never written anywhere).
+    let token = if auth.enabled() {
+        Some(BearerToken::new(
+            auth.internal_token("up-capture", Role::Agent)?,
+        ))
+    } else {
+        None
+    };
     let client = IngestClient::with_config(
         &format!("http://{target}"),
         format!("up-{node}-{}", crate::agent_cmd::boot_id()),
-        crate::agent_cmd::sender_config(None, 0, finish),
+        wiretrail_ingest::SenderConfig {
+            token,
+            ..crate::agent_cmd::sender_config(None, 0, finish)
+        },
     )?;
     let config = PipelineConfig {
         node,

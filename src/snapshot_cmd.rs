@@ -32,6 +32,8 @@ pub enum SnapshotCommand {
 pub struct TargetArgs {
     #[command(flatten)]
     target: crate::Target,
+    #[command(flatten)]
+    token: crate::auth_cmd::TokenArg,
     /// `text` for people, `json` for scripts.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     format: String,
@@ -179,12 +181,10 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         if let Some(t) = &a.to {
             body["to"] = json!(t);
         }
-        let resp = reqwest::Client::new()
-            .post(api(url, ""))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let resp =
+            a.t.token
+                .send(reqwest::Client::new().post(api(url, "")).json(&body), url)
+                .await?;
         answer(resp).await?
     } else {
         let svc = open_local(&a.t.target).await?;
@@ -216,9 +216,10 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
 
 async fn list(a: TargetArgs) -> anyhow::Result<()> {
     let list: Vec<Value> = if let Some(url) = &a.target.server {
-        let resp = reqwest::get(api(url, ""))
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let resp = a
+            .token
+            .send(reqwest::Client::new().get(api(url, "")), url)
+            .await?;
         answer(resp).await?["snapshots"]
             .as_array()
             .cloned()
@@ -243,11 +244,13 @@ async fn list(a: TargetArgs) -> anyhow::Result<()> {
 
 async fn delete(a: NameArgs) -> anyhow::Result<()> {
     if let Some(url) = &a.t.target.server {
-        let resp = reqwest::Client::new()
-            .delete(api(url, &format!("/{}", a.name)))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let resp =
+            a.t.token
+                .send(
+                    reqwest::Client::new().delete(api(url, &format!("/{}", a.name))),
+                    url,
+                )
+                .await?;
         answer(resp).await?;
     } else {
         let svc = open_local(&a.t.target).await?;
@@ -260,9 +263,14 @@ async fn delete(a: NameArgs) -> anyhow::Result<()> {
 async fn export(a: ExportArgs) -> anyhow::Result<()> {
     if let Some(url) = &a.t.target.server {
         snapshot::check_name(&a.name).map_err(local)?;
-        let mut resp = reqwest::get(api(url, &format!("/{}/export?format=bundle", a.name)))
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let mut resp = a
+            .t
+            .token
+            .send(
+                reqwest::Client::new().get(api(url, &format!("/{}/export?format=bundle", a.name))),
+                url,
+            )
+            .await?;
         if !resp.status().is_success() {
             answer(resp).await?;
             bail!("the server refused the export");

@@ -11,6 +11,10 @@
 //! bounded by `spool_max_bytes` (beyond it batches are dropped and counted). The spool is
 //! drained in sequence order once ingest answers again. The spool also remembers the agent id
 //! and the next sequence number, so a restarted sender resumes where it stopped.
+//!
+//! With a token ([`SenderConfig::token`]) every stream carries `authorization: Bearer …`. A
+//! refusal (UNAUTHENTICATED, PERMISSION_DENIED) is not retried: the sender fails at once with
+//! the server's message ([`IngestError::Refused`]); batches already spooled stay spooled.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use wiretrail_proto::ingest::{BatchAck, BatchMeta, PutHeader};
 
@@ -66,6 +71,34 @@ pub struct SenderConfig {
     /// batch whose number is not above the last one stored for the agent id, so a sender that
     /// restarts under the same id without a spool (a node agent) starts from the clock.
     pub first_seq: u64,
+    /// Sent as `authorization: Bearer <token>` on every stream (`up --auth tokens`).
+    pub token: Option<BearerToken>,
+}
+
+/// A bearer token that never shows in `Debug` output or logs.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    pub fn new(token: impl Into<String>) -> BearerToken {
+        BearerToken(token.into())
+    }
+
+    /// The `authorization` metadata value, marked sensitive (kept out of HTTP/2 header
+    /// compression tables and debug output).
+    fn metadata(&self) -> Result<MetadataValue<Ascii>, IngestError> {
+        let mut v: MetadataValue<Ascii> = format!("Bearer {}", self.0).parse().map_err(|_| {
+            IngestError::Refused("the token holds characters a header cannot carry".into())
+        })?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
 }
 
 impl Default for SenderConfig {
@@ -76,6 +109,7 @@ impl Default for SenderConfig {
             spool_max_bytes: 1 << 30,
             give_up_after: Duration::from_secs(600),
             first_seq: 1,
+            token: None,
         }
     }
 }
@@ -309,13 +343,48 @@ impl IngestClient {
 
     async fn open_stream(&self) -> Result<Stream, IngestError> {
         let channel: Channel = self.endpoint.connect().await.map_err(client_err)?;
-        let mut client = FlightServiceClient::new(channel)
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
+        let auth = self
+            .config
+            .token
+            .as_ref()
+            .map(BearerToken::metadata)
+            .transpose()?;
+        let mut client = FlightServiceClient::with_interceptor(
+            channel,
+            move |mut req: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
+                if let Some(v) = &auth {
+                    req.metadata_mut().insert("authorization", v.clone());
+                }
+                Ok(req)
+            },
+        )
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
         let (tx, rx) = mpsc::channel::<FlightData>(64);
         let req = crate::util::receiver_stream(rx);
-        let acks = client.do_put(req).await.map_err(client_err)?.into_inner();
+        let acks = client
+            .do_put(req)
+            .await
+            .map_err(|s| self.status_err(s))?
+            .into_inner();
         Ok(Stream { tx, acks })
+    }
+
+    /// A refusal of our credentials is final ([`IngestError::Refused`]); anything else is a
+    /// connection problem worth retrying.
+    fn status_err(&self, status: tonic::Status) -> IngestError {
+        match status.code() {
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                IngestError::Refused(format!(
+                    "ingest at {} refused this sender ({:?}): {}",
+                    self.endpoint.uri(),
+                    status.code(),
+                    status.message()
+                ))
+            }
+            tonic::Code::ResourceExhausted => IngestError::Busy { bytes: 0, limit: 0 },
+            _ => client_err(status),
+        }
     }
 
     async fn write(&mut self, seq: u64, batch: &RecordBatch) -> Result<(), IngestError> {
@@ -340,10 +409,8 @@ impl IngestClient {
             .ok_or_else(|| client_err("not connected"))?;
         let msg = match s.acks.next().await {
             None => return Err(client_err("ingest closed the stream")),
-            Some(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
-                return Err(IngestError::Busy { bytes: 0, limit: 0 })
-            }
-            Some(r) => r.map_err(client_err)?,
+            Some(Err(status)) => return Err(self.status_err(status)),
+            Some(Ok(m)) => m,
         };
         let ack = BatchAck::decode(msg.app_metadata.as_ref()).map_err(client_err)?;
         while let Some((seq, batch)) = self.unacked.front() {
@@ -380,6 +447,9 @@ impl IngestClient {
         let mut err = first;
         let mut delay = Duration::from_millis(100);
         loop {
+            if err.is_refused() {
+                return Err(err);
+            }
             if is_busy(&err) {
                 self.stats.busy_retries += 1;
             }
@@ -462,6 +532,7 @@ impl IngestClient {
                 }
                 Ok(true)
             }
+            Err(e) if e.is_refused() => Err(e),
             Err(e) => {
                 self.go_offline(&e)?;
                 Ok(false)
@@ -495,6 +566,9 @@ impl IngestClient {
             }
             .await;
             if let Err(e) = res {
+                if e.is_refused() {
+                    return Err(e);
+                }
                 self.go_offline(&e)?;
             }
             return Ok(());
@@ -543,6 +617,9 @@ impl IngestClient {
                 return Ok(self.stats);
             }
             if let Err(e) = self.read_ack().await {
+                if e.is_refused() {
+                    return Err(e);
+                }
                 if self.config.spool_dir.is_some() {
                     self.go_offline(&e)?;
                 } else {

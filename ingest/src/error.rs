@@ -23,10 +23,21 @@ pub enum IngestError {
     Busy { bytes: usize, limit: usize },
     #[error("{0}")]
     Unavailable(String),
+    /// Ingest refused the sender's credentials (UNAUTHENTICATED / PERMISSION_DENIED): retrying
+    /// cannot help, so senders stop at once with this message.
+    #[error("{0}")]
+    Refused(String),
     #[error("ingest is shutting down")]
     ShuttingDown,
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl IngestError {
+    /// True when retrying cannot help (the server refused who we are).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, IngestError::Refused(_))
+    }
 }
 
 impl From<IngestError> for tonic::Status {
@@ -37,6 +48,7 @@ impl From<IngestError> for tonic::Status {
                 tonic::Status::unavailable(e.to_string())
             }
             IngestError::Busy { .. } => tonic::Status::resource_exhausted(e.to_string()),
+            IngestError::Refused(_) => tonic::Status::permission_denied(e.to_string()),
             _ => tonic::Status::internal(e.to_string()),
         }
     }

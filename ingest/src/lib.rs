@@ -12,7 +12,7 @@ mod store;
 mod util;
 pub mod wal;
 
-pub use client::{IngestClient, SendStats, SenderConfig};
+pub use client::{BearerToken, IngestClient, SendStats, SenderConfig};
 pub use error::IngestError;
 pub use flight::IngestFlightService;
 pub use store::{

@@ -19,6 +19,15 @@ pub enum QueryError {
     /// The request clashes with what exists (a snapshot name already taken).
     #[error("{0}")]
     Conflict(String),
+    /// No credentials, or credentials no principal holds: 401 with `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A principal whose role may not do this: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Authentication cannot be set up (an unsupported mode, an unreadable principals file).
+    #[error("{0}")]
+    Auth(String),
     /// A file of ours (a snapshot bundle) could not be read or written; the message names it.
     #[error("{0}")]
     Io(String),
@@ -44,6 +53,8 @@ impl QueryError {
             QueryError::Kfl(_) | QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
             QueryError::Conflict(_) => StatusCode::CONFLICT,
+            QueryError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +76,13 @@ impl IntoResponse for QueryError {
         if status.is_server_error() {
             tracing::error!(error = %self, "query failed");
         }
-        (status, Json(json!({ "error": self.body() }))).into_response()
+        let mut resp = (status, Json(json!({ "error": self.body() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"wiretrail\""),
+            );
+        }
+        resp
     }
 }

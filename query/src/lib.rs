@@ -1,6 +1,7 @@
 //! The query service: KFL compiled to DataFusion expressions ([`kfl`]), the `entries` table over
 //! the catalog's Parquet files and the ingest buffer ([`table`]), and the REST API ([`rest`]).
 
+pub mod auth;
 mod boundaries;
 mod error;
 pub mod flight_sql;

@@ -5,6 +5,9 @@
 //! compiled KFL with a DataFusion physical expression per batch. A client that reads slower
 //! than traffic arrives never makes the server hold more than `LIVE_BATCHES` batches: it gets
 //! `{"type": "dropped", "batches": N}` for what it missed and continues with current traffic.
+//!
+//! The upgrade answers with the subprotocol the client offered for authentication (see
+//! `auth::http`): browsers cannot send an `Authorization` header on a WebSocket.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use arrow::array::{AsArray, RecordBatch};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use datafusion::physical_expr::PhysicalExpr;
 use serde::Deserialize;
@@ -22,6 +26,7 @@ use wiretrail_proto::schema::NODE;
 use wiretrail_storage::rollup::{Rollup, RollupKey};
 use wiretrail_storage::{batch_rollups, merge_rollups};
 
+use crate::auth::http::ws_protocol;
 use crate::kfl;
 use crate::servicemap::{build_with_nodes, GroupBy};
 use crate::{batch_to_json, QueryError, QueryService};
@@ -85,9 +90,11 @@ fn nodes_of(p: &LiveParams) -> Vec<String> {
 /// entry; `limit(n)` closes the stream after n entries.
 pub(crate) async fn stream(
     ws: WebSocketUpgrade,
+    headers: HeaderMap,
     State(svc): State<Arc<QueryService>>,
     Query(p): Query<LiveParams>,
 ) -> Result<Response, QueryError> {
+    let ws = ws.protocols(ws_protocol(&headers));
     // Compile before upgrading, so a bad query is a 400 with its position.
     let filter = LiveFilter::new(&svc, &p.kfl, &nodes_of(&p))?;
     let rx = svc.ingest().subscribe();
@@ -146,9 +153,11 @@ const MAP_TICK: Duration = Duration::from_secs(1);
 /// client; percentiles are of that second).
 pub(crate) async fn service_map(
     ws: WebSocketUpgrade,
+    headers: HeaderMap,
     State(svc): State<Arc<QueryService>>,
     Query(p): Query<LiveParams>,
 ) -> Result<Response, QueryError> {
+    let ws = ws.protocols(ws_protocol(&headers));
     let filter = LiveFilter::new(&svc, &p.kfl, &nodes_of(&p))?;
     if filter.limit.is_some() {
         return Err(QueryError::BadRequest(

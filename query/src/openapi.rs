@@ -7,6 +7,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::auth::Access;
+
 /// Where a parameter goes.
 #[derive(Clone, Copy)]
 pub(crate) enum In {
@@ -28,6 +30,8 @@ pub(crate) struct Op {
     /// `(content type, JSON schema)` of the 200 answer; `101` for WebSocket upgrades.
     pub ok: (&'static str, &'static str),
     pub websocket: bool,
+    /// Who may call it (`auth::http::guard` enforces it on the route).
+    pub access: Access,
 }
 
 const STR: &str = r#"{"type":"string"}"#;
@@ -77,6 +81,7 @@ pub(crate) const OPS: &[Op] = &[
         body: None,
         ok: ("text/plain", STR),
         websocket: false,
+        access: Access::Open,
     },
     Op {
         method: "get",
@@ -86,6 +91,7 @@ pub(crate) const OPS: &[Op] = &[
         body: None,
         ok: ("text/plain", STR),
         websocket: false,
+        access: Access::Metrics,
     },
     Op {
         method: "get",
@@ -95,6 +101,7 @@ pub(crate) const OPS: &[Op] = &[
         body: None,
         ok: ("application/json", r#"{"type":"object"}"#),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -126,6 +133,7 @@ pub(crate) const OPS: &[Op] = &[
             r##"{"$ref":"#/components/schemas/EntriesPage"}"##,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -138,6 +146,7 @@ pub(crate) const OPS: &[Op] = &[
             r#"{"type":"object","required":["count","stats"],"properties":{"count":{"type":"integer"},"stats":{"type":"object"}}}"#,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -169,6 +178,7 @@ pub(crate) const OPS: &[Op] = &[
             r#"{"type":"object","required":["from_us","to_us","bucket_us","stack","series","buckets","source"],"properties":{"from_us":{"type":"integer"},"to_us":{"type":"integer"},"bucket_us":{"type":"integer"},"stack":{"type":"string"},"series":{"type":"array","items":{"type":"string"}},"buckets":{"type":"array","items":{"type":"object","required":["start_us","total","counts"],"properties":{"start_us":{"type":"integer"},"total":{"type":"integer"},"counts":{"type":"array","items":{"type":"integer"}}}}},"source":{"type":"string","enum":["rollups","scan"]},"files_scanned":{"type":"integer"}}}"#,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -178,6 +188,7 @@ pub(crate) const OPS: &[Op] = &[
         body: None,
         ok: ("application/json", r#"{"type":"object"}"#),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -190,6 +201,7 @@ pub(crate) const OPS: &[Op] = &[
             r#"{"type":"object","properties":{"ok":{"type":"boolean"}}}"#,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -212,6 +224,7 @@ pub(crate) const OPS: &[Op] = &[
             r#"{"type":"object","properties":{"tag":{"type":"string"},"values":{"type":"array","items":{"type":"string"}}}}"#,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -224,6 +237,7 @@ pub(crate) const OPS: &[Op] = &[
             r##"{"$ref":"#/components/schemas/ServiceMap"}"##,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -233,6 +247,7 @@ pub(crate) const OPS: &[Op] = &[
         body: None,
         ok: ("", ""),
         websocket: true,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -242,6 +257,7 @@ pub(crate) const OPS: &[Op] = &[
         body: None,
         ok: ("", ""),
         websocket: true,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -254,6 +270,7 @@ pub(crate) const OPS: &[Op] = &[
             r##"{"$ref":"#/components/schemas/Boundaries"}"##,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "post",
@@ -272,6 +289,7 @@ pub(crate) const OPS: &[Op] = &[
             r##"{"$ref":"#/components/schemas/SqlAnswer"}"##,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "get",
@@ -284,6 +302,7 @@ pub(crate) const OPS: &[Op] = &[
             r##"{"type":"object","required":["snapshots"],"properties":{"snapshots":{"type":"array","items":{"$ref":"#/components/schemas/Snapshot"}}}}"##,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "post",
@@ -296,6 +315,7 @@ pub(crate) const OPS: &[Op] = &[
             r##"{"$ref":"#/components/schemas/Snapshot"}"##,
         ),
         websocket: false,
+        access: Access::Admin,
     },
     Op {
         method: "get",
@@ -308,6 +328,7 @@ pub(crate) const OPS: &[Op] = &[
             r##"{"$ref":"#/components/schemas/Snapshot"}"##,
         ),
         websocket: false,
+        access: Access::Read,
     },
     Op {
         method: "delete",
@@ -320,6 +341,7 @@ pub(crate) const OPS: &[Op] = &[
             r#"{"type":"object","required":["deleted"],"properties":{"deleted":{"type":"string"}}}"#,
         ),
         websocket: false,
+        access: Access::Admin,
     },
     Op {
         method: "get",
@@ -339,6 +361,7 @@ pub(crate) const OPS: &[Op] = &[
         // A tar, HAR JSON or PCAP, by `format`.
         ok: ("*/*", "{}"),
         websocket: false,
+        access: Access::Read,
     },
 ];
 
@@ -352,7 +375,9 @@ fn components() -> Value {
     let bounds = json!({"type": "object", "required": ["oldest", "newest", "oldest_us", "newest_us"],
         "properties": {"oldest": {"type": "string"}, "newest": {"type": "string"},
                        "oldest_us": {"type": "integer"}, "newest_us": {"type": "integer"}}});
-    json!({"schemas": {
+    json!({"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+        "description": "`wiretrail up --auth tokens`: a token from `wiretrail auth token add`. WebSocket routes also take it as the subprotocol `bearer.<token>` (offer `wiretrail` beside it)."}},
+    "schemas": {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["message"], "properties": {
                 "message": {"type": "string"}, "position": {"type": ["integer", "null"]},
@@ -423,10 +448,31 @@ pub fn document() -> Value {
         }
         responses.insert("400".into(), error.clone());
         if op.path.contains('{') {
-            responses.insert("404".into(), error);
+            responses.insert("404".into(), error.clone());
+        }
+        if op.access != Access::Open {
+            let mut e = error.clone();
+            e["description"] = json!(
+                "with `up --auth tokens`: no or invalid bearer token (`WWW-Authenticate: Bearer`)"
+            );
+            responses.insert("401".into(), e);
+        }
+        if matches!(op.access, Access::Read | Access::Admin | Access::Metrics) {
+            let mut e = error;
+            e["description"] = json!(format!(
+                "with `up --auth tokens`: the principal's role may not (needs {})",
+                op.access.needs()
+            ));
+            responses.insert("403".into(), e);
         }
         let mut o = json!({"summary": op.summary, "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '.'], "_")),
                            "parameters": params, "responses": responses});
+        // `/metrics` is open unless `up --metrics-auth`: an empty requirement means optional.
+        match op.access {
+            Access::Open => o["security"] = json!([]),
+            Access::Metrics => o["security"] = json!([{}, {"bearer": []}]),
+            _ => o["security"] = json!([{"bearer": []}]),
+        }
         if let Some(b) = op.body {
             o["requestBody"] = json!({"required": true, "content": {
                 "application/json": {"schema": schema(b)},

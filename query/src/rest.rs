@@ -7,10 +7,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, MethodRouter};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::http::RouteGuard;
+use crate::auth::Authenticator;
 use crate::histogram::{HistogramRequest, Stack};
 use crate::service::{EntriesRequest, QueryService};
 use crate::servicemap::{GroupBy, ServiceMapRequest};
@@ -241,11 +243,21 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<QueryService>> {
     }
 }
 
-/// All routes of the query service: exactly the operations of the OpenAPI document.
-pub fn router(svc: Arc<QueryService>) -> Router {
+/// All routes of the query service: exactly the operations of the OpenAPI document, each
+/// behind the authentication layer with the access its operation names (so no route can be
+/// served without deciding who may call it). [`crate::auth::Authenticator::disabled`] lets
+/// everyone in as the anonymous admin.
+pub fn router(svc: Arc<QueryService>, auth: Arc<Authenticator>) -> Router {
     let mut r = Router::new();
     for op in crate::openapi::OPS {
-        r = r.route(op.path, handler(op.method, op.path));
+        let guard = RouteGuard::new(auth.clone(), op.access, op.websocket);
+        r = r.route(
+            op.path,
+            handler(op.method, op.path).route_layer(middleware::from_fn_with_state(
+                guard,
+                crate::auth::http::guard,
+            )),
+        );
     }
     r.with_state(svc)
 }
