@@ -177,6 +177,8 @@ fn committed_ui_build_is_fresh() {
     for args in [
         &["ci", "--no-audit", "--no-fund"][..],
         &["run", "build"][..],
+        // The UI's unit tests (vitest): URL state, KFL clauses, copy-as-curl quoting, times.
+        &["test"][..],
     ] {
         let out = Command::new("npm")
             .args(args)
