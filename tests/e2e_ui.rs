@@ -98,8 +98,14 @@ fn dashboard_user_flows_in_chromium() {
         body.chars().take(200).collect::<String>()
     );
 
-    let out = dir.join("screenshots");
-    std::fs::create_dir_all(&out).unwrap();
+    run_flows(&server, &dir.join("screenshots"), &[]);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir.join("data"));
+}
+
+/// Runs `tests/ui/dashboard.py` against `server` with `extra` arguments; panics when a flow fails.
+fn run_flows(server: &Server, out: &Path, extra: &[&str]) {
+    std::fs::create_dir_all(out).unwrap();
     eprintln!("screenshots and downloads: {}", out.display());
     let status = run_bounded(
         Command::new("python3")
@@ -116,7 +122,8 @@ fn dashboard_user_flows_in_chromium() {
             .arg("--corpus")
             .arg(corpus())
             .arg("--out")
-            .arg(&out)
+            .arg(out)
+            .args(extra)
             .stdin(Stdio::null()),
         BOUND,
     );
@@ -125,8 +132,95 @@ fn dashboard_user_flows_in_chromium() {
         "browser flows failed ({status}); screenshots in {}",
         out.display()
     );
+}
+
+/// `wiretrail auth token add --data DATA NAME --role ROLE`: the token (its stdout line).
+fn token_add(data: &Path, name: &str, role: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["auth", "token", "add", "--data"])
+        .arg(data)
+        .args(["--role", role, name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "auth token add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("wt_"), "a token on stdout: {token:?}");
+    token
+}
+
+/// `wiretrail up --auth tokens` (retried on other ports when one was taken).
+fn start_with_tokens(data: &Path) -> Server {
+    for _ in 0..5 {
+        let mut s = Server::spawn_on(data, free_port(), free_port(), &["--auth", "tokens"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if reqwest::blocking::get(format!("{}/healthz", s.http))
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return s;
+            }
+            if s.child.try_wait().ok().flatten().is_some() {
+                eprintln!("up --auth tokens exited at start (a port was taken?); retrying");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "up --auth tokens did not become healthy in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("up --auth tokens did not start in 5 attempts");
+}
+
+/// The dashboard on `up --auth tokens`: the sign-in screen, a refused token, the viewer's reads
+/// (the Token query's 112 entries from the truth, SQL and its download, live tail through the
+/// `bearer.<token>` WebSocket subprotocol), a 403 shown in place, sign-out, and the admin's
+/// snapshot downloaded with the token (`tests/ui/dashboard.py`, token flows).
+#[test]
+fn dashboard_sign_in_with_tokens_in_chromium() {
+    if !corpus_available() {
+        return;
+    }
+    if python_module("playwright", PLAYWRIGHT).is_none() || chromium().is_none() {
+        return;
+    }
+    let dir = temp_dir("ui-auth");
+    let data = dir.join("data");
+    let viewer = token_add(&data, "ui-viewer", "viewer");
+    let admin = token_add(&data, "ui-admin", "admin");
+    let agent = token_add(&data, "ui-agent", "agent");
+    let server = start_with_tokens(&data);
+
+    // Without a token the API refuses; the dashboard's files are public.
+    let r = reqwest::blocking::get(format!("{}/api/v1/boundaries", server.http)).unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the API needs a token");
+    let r = reqwest::blocking::get(format!("{}/", server.http)).unwrap();
+    assert!(
+        r.status().is_success(),
+        "GET / is public: HTTP {}",
+        r.status()
+    );
+
+    import_cluster_mix(&server.flight, &["--token", &agent]);
+    run_flows(
+        &server,
+        &dir.join("screenshots"),
+        &[
+            "--token-viewer",
+            &viewer,
+            "--token-admin",
+            &admin,
+            "--token-agent",
+            &agent,
+        ],
+    );
     drop(server);
-    let _ = std::fs::remove_dir_all(dir.join("data"));
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// Files under `dir` (relative, sorted) with their bytes.

@@ -8,6 +8,13 @@ identity map (node `node-a`). Every expected number comes from the corpus's grou
 for the same question (`/api/v1/count` after a brush, `POST /api/v1/sql`). Locators use only the
 accessibility contract of `ui/README.md` (roles, accessible names, `data-id`, `data-position`).
 
+With --token-viewer/--token-admin/--token-agent (a server started with `up --auth tokens`), the
+token flows run instead: the sign-in screen on a deep link, a wrong token (alert, still signed
+out), the viewer's token (the deep link's count, SQL and its CSV download, live tail through the
+`bearer.<token>` subprotocol, `Create snapshot` refused in place with 403), `Sign out`, and the
+admin's snapshot with its bundle downloaded with the token. Only the 401/403 answers a flow
+provokes on purpose are allowed in the console and network log.
+
 Each flow is a function; a flow passes when all its checks hold. A failure prints the flow, the
 expectation and what was seen. Screenshots of each view go to --out (paths printed). The last line
 is `N passed, M failed`; the exit status is non-zero on any failure.
@@ -238,7 +245,11 @@ class Harness:
         self.failed_requests = []  # (flow, method, url, why)
         self.aborted = []         # requests the page aborted itself (net::ERR_ABORTED)
         self.allow_bad_validate = False
+        # Refusals a flow provokes on purpose: (status, method or None, path prefix).
+        self.allow_refused = []
+        self.import_env = dict(os.environ)  # the environment of `wiretrail import` (a token)
         self.shots = []
+        self.refused = []         # the deliberate 401/403 answers seen (printed, not counted)
         self.state = {}           # what one flow leaves for the next (entry id, …)
 
     # --- checks
@@ -293,6 +304,10 @@ class Harness:
             # Chromium logs "Failed to load resource: … status of 400" for the deliberate bad query.
             if self.allow_bad_validate and "/api/v1/kfl/validate" in loc:
                 return
+            # "Failed to load resource: the server responded with a status of 401 (Unauthorized)".
+            m = re.search(r"status of (\d{3})", msg.text or "")
+            if m and self.refusal_allowed(int(m.group(1)), None, loc):
+                return
             self.console_errors.append((self.flow, msg.text, loc))
             print(f"console error [{self.flow}]: {msg.text} ({loc})", flush=True)
 
@@ -316,6 +331,9 @@ class Harness:
             if (self.allow_bad_validate and resp.status == 400
                     and urllib.parse.urlsplit(resp.url).path == "/api/v1/kfl/validate"):
                 return
+            if self.refusal_allowed(resp.status, resp.request.method, resp.url):
+                self.refused.append((self.flow, resp.status, resp.request.method, resp.url))
+                return
             self.failed_requests.append((self.flow, resp.request.method, resp.url, f"HTTP {resp.status}"))
             print(f"HTTP {resp.status} [{self.flow}]: {resp.request.method} {resp.url}", flush=True)
 
@@ -324,13 +342,24 @@ class Harness:
         page.on("requestfailed", on_requestfailed)
         page.on("response", on_response)
 
+    def refusal_allowed(self, status, method, url):
+        """Is this 401/403 one the current flow provokes on purpose (see allow_refused)?"""
+        if not url:
+            return False
+        path = urllib.parse.urlsplit(url).path
+        return any(status == st and (m is None or method is None or m == method) and path.startswith(prefix)
+                   for st, m, prefix in self.allow_refused)
+
     # --- REST (only where a flow compares the screen with the server's answer)
     def api(self, path, query=None, body=None):
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+        headers = {"Content-Type": "application/json"} if data else {}
+        if self.args.token_viewer:
+            headers["Authorization"] = f"Bearer {self.args.token_viewer}"
+        req = urllib.request.Request(url, data=data, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, json.loads(r.read() or b"null")
@@ -1054,7 +1083,7 @@ def flow_live_tail(h):
     before = {r[0] for r in h.rows()}
     pcap = os.path.join(h.truth.corpus, "pcaps", "http1_keepalive.pcap")
     r = subprocess.run([h.args.bin, "import", "--server", h.args.flight, "--node", node, pcap],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=h.import_env)
     end = time.time()
     h.require(r.returncode == 0, "wiretrail import succeeds", r.stderr[-400:])
 
@@ -1074,12 +1103,163 @@ def flow_live_tail(h):
     live.click()
 
 
+# ----------------------------------------------------------------------------------------------
+# Token authentication (`up --auth tokens`): run with --token-viewer/--token-admin/--token-agent.
+
+WRONG_TOKEN = "wt_" + "A" * 43  # well-formed, unknown to the server
+
+
+def signin_form(h):
+    return h.page.get_by_role("form", name="Sign in", exact=True)
+
+
+def storage(h):
+    return h.page.evaluate("""() => ({session: Object.assign({}, sessionStorage),
+                                      local: Object.assign({}, localStorage), href: location.href})""")
+
+
+def expect_signin_screen(h, what):
+    form = signin_form(h)
+    shown = h.wait_for(lambda: form.count() == 1 and form.is_visible(), True)
+    h.require(shown is True, f"the sign-in screen ({what}): a form 'Sign in'", shown)
+    box = form.get_by_role("textbox", name="Access token", exact=True)
+    h.check(box.count() == 1 and box.get_attribute("type") == "password",
+            "a textbox 'Access token' of type password", box.count() and box.get_attribute("type"))
+    h.check(form.get_by_role("button", name="Sign in", exact=True).count() == 1, "a button 'Sign in'", "missing")
+    h.check(h.button("Sign out").count() == 0, "no 'Sign out' while signed out", h.button("Sign out").count())
+    h.check(h.textbox("KFL filter").count() == 0, "no view behind the sign-in screen", "KFL filter shown")
+
+
+def sign_in(h, token):
+    form = signin_form(h)
+    form.get_by_role("textbox", name="Access token", exact=True).fill(token)
+    form.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def no_token_in_url_or_local(h, tokens):
+    st = storage(h)
+    leaked = [t for t in tokens if t and (t in st["href"] or any(t in v for v in st["local"].values()))]
+    h.check(not leaked, "no token in the URL or localStorage", {"href": st["href"], "local": st["local"]})
+    return st
+
+
+def flow_auth_sign_in(h):
+    p = h.page
+    # Signed out, every API call of the page answers 401: the sign-in screen, nothing else.
+    h.allow_refused = [(401, "GET", "/api/v1/")]
+    deep = h.url + "/?" + urllib.parse.urlencode({"kfl": TOKEN_KFL})
+    p.goto(deep)
+    expect_signin_screen(h, "first visit")
+    h.check(h.location() == deep, "the deep link's URL is kept while signed out", h.location())
+    h.shot("auth-signin")
+
+    # A wrong token: an alert with the server's message, still signed out.
+    sign_in(h, WRONG_TOKEN)
+    alert = signin_form(h).get_by_role("alert")
+    text = h.wait_for(lambda: alert.inner_text(timeout=1000), lambda t: "not valid" in t)
+    h.check("not valid" in (text or ""), "an alert with the server's message (token not valid)", text)
+    h.check(WRONG_TOKEN not in (text or ""), "the alert does not repeat the token", text)
+    h.check(signin_form(h).is_visible() and h.button("Sign out").count() == 0, "still signed out", "signed in?")
+    h.check(not storage(h)["session"], "nothing kept in sessionStorage after a refused token", storage(h))
+    h.shot("auth-wrong-token")
+
+    # The viewer's token: the deep link's screen loads as it was.
+    sign_in(h, h.args.token_viewer)
+    gone = h.wait_for(lambda: signin_form(h).count(), 0)
+    h.require(gone == 0, "the sign-in screen goes away after the viewer's token", gone)
+    h.allow_refused = []
+    want_all = len(h.truth.token)
+    h.check(want_all == 112, "the client record holds 112 Token requests", want_all)
+    h.expect_count(want_all, "signed in as viewer: the deep link's Token query, default window")
+    h.check(h.query_params().get("kfl") == TOKEN_KFL, f"URL kfl = {TOKEN_KFL!r} (the deep link survived)",
+            h.location())
+    h.check(h.button("Sign out").count() == 1, "a button 'Sign out' in the top bar", h.button("Sign out").count())
+    st = no_token_in_url_or_local(h, [h.args.token_viewer])
+    h.check(h.args.token_viewer in st["session"].values(), "the token is kept in sessionStorage", list(st["session"]))
+    rows = h.all_rows()
+    h.check(len(rows) == want_all, f"{want_all} rows in 'Entries'", len(rows))
+    h.shot("auth-viewer-traffic")
+
+
+def flow_auth_sql_download(h):
+    p = h.page
+    w_from, w_to = h.truth.whole_window()
+    p.goto(h.url + "/sql?" + urllib.parse.urlencode({"from": w_from, "to": w_to}))
+    box = h.textbox("SQL query")
+    box.wait_for(timeout=WAIT * 1000)
+    box.fill(SQL)
+    h.button("Run").click()
+    want = sorted(h.truth.by_protocol.items())
+    table = h.wait_for(lambda: h.read_table(h.table("Results")), lambda t: isinstance(t, dict) and len(t["rows"]) == len(want))
+    got = [[c.replace(",", "") for c in r["cells"][:2]] for r in table["rows"]] if isinstance(table, dict) else table
+    h.check(got == [[k, str(n)] for k, n in want], "'Results' (viewer's token) = requests per protocol (counts.json)",
+            (got, want))
+    with p.expect_download(timeout=60_000) as dl:
+        h.link("Download CSV").click()
+    saved = os.path.join(h.args.out, "auth-query.csv")
+    dl.value.save_as(saved)
+    with open(saved, newline="") as f:
+        csv_rows = list(csv.reader(f))
+    h.check(csv_rows[:1] == [["protocol", "n"]] and sorted((r[0], int(r[1])) for r in csv_rows[1:]) == want,
+            "'Download CSV' with the token holds the query's rows", csv_rows[:10])
+
+
+def flow_auth_forbidden(h):
+    p = h.page
+    c_from, c_to = h.truth.phase_window("C")
+    p.goto(h.url + "/snapshots?" + urllib.parse.urlencode({"kfl": TOKEN_KFL, "from": c_from, "to": c_to}))
+    h.textbox("Snapshot name").wait_for(timeout=WAIT * 1000)
+    h.allow_refused = [(403, "POST", "/api/v1/snapshots")]
+    h.textbox("Snapshot name").fill(f"ui-viewer-{os.getpid()}")
+    h.button("Create snapshot").click()
+    alert = p.get_by_role("alert").filter(has_text="Your role may not")
+    text = h.wait_for(lambda: alert.first.inner_text(timeout=1000), lambda t: "may not" in t)
+    h.check("Your role may not" in (text or "") and "admin" in (text or ""),
+            "an alert in place: 'Your role may not …' (needs admin)", text)
+    h.check(signin_form(h).count() == 0, "a 403 does not show the sign-in screen", "sign-in shown")
+    h.check(h.button("Sign out").count() == 1, "still signed in", "no 'Sign out'")
+    h.shot("auth-forbidden")
+    h.allow_refused = []
+
+
+def flow_auth_sign_out(h):
+    p = h.page
+    h.button("Sign out").click()
+    expect_signin_screen(h, "after 'Sign out'")
+    h.check(not storage(h)["session"], "sessionStorage is empty after 'Sign out'", storage(h)["session"])
+    # A reload stays signed out (its calls answer 401).
+    h.allow_refused = [(401, "GET", "/api/v1/")]
+    p.reload()
+    expect_signin_screen(h, "reload after 'Sign out'")
+    h.shot("auth-signed-out")
+
+
+def flow_auth_admin_snapshot(h):
+    # From the sign-in screen as admin: create a snapshot and download its bundle with the token.
+    sign_in(h, h.args.token_admin)
+    gone = h.wait_for(lambda: signin_form(h).count(), 0)
+    h.require(gone == 0, "the sign-in screen goes away after the admin's token", gone)
+    h.pause(0.5)
+    h.allow_refused = []
+    flow_snapshot(h)
+    no_token_in_url_or_local(h, [h.args.token_admin, h.args.token_viewer])
+    h.button("Sign out").click()
+    expect_signin_screen(h, "admin signed out")
+
+
+AUTH_FLOWS = [flow_auth_sign_in, flow_auth_sql_download, flow_live_tail, flow_auth_forbidden,
+              flow_auth_sign_out, flow_auth_admin_snapshot]
+
+
 def flow_no_errors(h):
     h.check(not h.console_errors, "no console errors", h.console_errors)
     h.check(not h.failed_requests, "no failed requests (≥ 400 other than the deliberate validate call)",
             h.failed_requests)
     if h.aborted:
         print(f"requests the page aborted itself (not counted): {h.aborted}", flush=True)
+    if h.refused:
+        print(f"deliberate refusals (not counted): {len(h.refused)}: "
+              f"{sorted({(st, m, urllib.parse.urlsplit(u).path) for _, st, m, u in h.refused})}", flush=True)
 
 
 FLOWS = [flow_token_query, flow_bad_kfl, flow_histogram_brush, flow_service_map, flow_map_compare,
@@ -1095,14 +1275,24 @@ def main():
     ap.add_argument("--out", required=True, help="directory for screenshots and downloads")
     ap.add_argument("--only", default="", help="comma-separated flow names to run (default: all)")
     ap.add_argument("--headed", action="store_true")
+    ap.add_argument("--token-viewer", default="", help="run the token flows (`up --auth tokens`): a viewer token")
+    ap.add_argument("--token-admin", default="", help="with --token-viewer: an admin token")
+    ap.add_argument("--token-agent", default="", help="with --token-viewer: an agent token for `wiretrail import`")
     args = ap.parse_args()
+    if args.token_viewer and not (args.token_admin and args.token_agent):
+        ap.error("--token-viewer needs --token-admin and --token-agent")
     os.makedirs(args.out, exist_ok=True)
     truth = Truth(args.corpus)
     h = Harness(args, truth)
-    flows = FLOWS
+    all_flows = FLOWS
+    if args.token_viewer:
+        all_flows = AUTH_FLOWS + [flow_no_errors]
+        # Tokens come from the environment, never the command line of the import.
+        h.import_env["WIRETRAIL_TOKEN"] = args.token_agent
+    flows = all_flows
     if args.only:
         names = set(args.only.split(","))
-        flows = [f for f in FLOWS if f.__name__.removeprefix("flow_") in names] + [flow_no_errors]
+        flows = [f for f in all_flows if f.__name__.removeprefix("flow_") in names] + [flow_no_errors]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=not args.headed, args=ARGS)
         ctx = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True,

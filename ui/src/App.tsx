@@ -1,5 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
+import { needSignIn, signOut, token } from "./api";
 import { KflBar, kflInputRef } from "./components/KflBar";
+import { SignIn } from "./components/SignIn";
 import { StatusCorner, UnreachableBanner } from "./components/StatusCorner";
 import { shift, TimeBar, zoom } from "./components/TimeBar";
 import { toUrl, type View } from "./lib/url";
@@ -49,6 +51,7 @@ export function App() {
   useEffect(() => {
     let g = false;
     const onKey = (e: KeyboardEvent) => {
+      if (needSignIn.value) return;
       if (e.ctrlKey || e.metaKey || e.altKey) return;
       if (e.key === "Escape") {
         if (help) setHelp(false);
@@ -100,6 +103,19 @@ export function App() {
   }, [help]);
 
   const withFilter = r.view === "traffic" || r.view === "map";
+  if (needSignIn.value) {
+    return (
+      <div class="app">
+        <header class="topbar">
+          <span class="brand">
+            <Logo />
+            <span>wiretrail</span>
+          </span>
+        </header>
+        <SignIn />
+      </div>
+    );
+  }
   return (
     <div class="app">
       <header class="topbar">
@@ -125,6 +141,11 @@ export function App() {
         </nav>
         <span class="spacer" />
         <StatusCorner />
+        {token.value && (
+          <button class="btn small" onClick={() => signOut()} title="Forget the access token (this tab)">
+            Sign out
+          </button>
+        )}
         <button class="btn ghost small" aria-label="Keyboard shortcuts" title="Keyboard shortcuts (?)" onClick={() => setHelp(!help)}>
           ⌨
         </button>

@@ -1,12 +1,72 @@
 // The REST client: JSON fetches with the API's error shape, and server reachability.
 
 import { signal } from "@preact/signals";
+import { forbiddenMessage, TOKEN_KEY, withAuth, wsProtocols } from "./lib/auth";
 import type { ApiErrorBody } from "./lib/types";
 
 /** True while the server cannot be reached; the status poller clears it. */
 export const serverDown = signal(false);
 /** Bumped when the server comes back, so views fetch again. */
 export const reconnects = signal(0);
+
+function storedToken(): string | null {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** The bearer token (`up --auth tokens`), kept in sessionStorage only; null without one. */
+export const token = signal<string | null>(storedToken());
+/** True after the server answered 401: the sign-in screen shows instead of the views. */
+export const needSignIn = signal(false);
+/** Why the sign-in screen shows (a refused stored token), if there is more to say. */
+export const signInReason = signal<string | null>(null);
+
+/** Keeps `t` for this tab (sessionStorage), leaves the sign-in screen and loads the view again. */
+export function signIn(t: string): void {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, t);
+  } catch {
+    /* private mode: the token lives in memory for this page */
+  }
+  token.value = t;
+  signInReason.value = null;
+  needSignIn.value = false;
+  reconnects.value++;
+}
+
+/** Forgets the token and shows the sign-in screen. */
+export function signOut(): void {
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* nothing kept */
+  }
+  token.value = null;
+  signInReason.value = null;
+  needSignIn.value = true;
+}
+
+/** A 401: the token (if any) is no longer good; ask for one. */
+function unauthenticated(message: string): void {
+  if (token.value) {
+    try {
+      sessionStorage.removeItem(TOKEN_KEY);
+    } catch {
+      /* nothing kept */
+    }
+    token.value = null;
+    signInReason.value = `The server refused the token: ${message}`;
+  }
+  needSignIn.value = true;
+}
+
+/** `init` with `Authorization: Bearer <token>` when signed in. */
+export function authInit(init: RequestInit = {}): RequestInit {
+  return { ...init, headers: withAuth(init.headers, token.value) };
+}
 
 export class ApiError extends Error {
   constructor(
@@ -37,7 +97,7 @@ export function qs(params: Params): string {
 async function request(path: string, init: RequestInit): Promise<Response> {
   let r: Response;
   try {
-    r = await fetch(path, init);
+    r = await fetch(path, authInit(init));
   } catch (e) {
     if (!isAbort(e) || isTimeout(e)) serverDown.value = true;
     throw e;
@@ -54,6 +114,8 @@ async function request(path: string, init: RequestInit): Promise<Response> {
     } catch {
       /* not JSON */
     }
+    if (r.status === 401) unauthenticated(body.message);
+    if (r.status === 403) body = { ...body, message: forbiddenMessage(body.message) };
     throw new ApiError(r.status, body);
   }
   return r;
@@ -94,6 +156,29 @@ export function wsUrl(path: string, params: Params): string {
   return `${proto}//${location.host}${path}${qs(params)}`;
 }
 
+/**
+ * A WebSocket to a route of the API; the token travels as the `bearer.<token>` subprotocol
+ * (beside `wiretrail`, which the server answers with), never in the URL.
+ */
+export function openSocket(path: string, params: Params): WebSocket {
+  const protocols = wsProtocols(token.value);
+  return protocols.length ? new WebSocket(wsUrl(path, params), protocols) : new WebSocket(wsUrl(path, params));
+}
+
+/** Downloads `path` with the token (fetch + blob + object URL: a plain link cannot send headers). */
+export async function downloadFile(path: string, name: string, sig?: AbortSignal): Promise<void> {
+  const r = await request(path, { signal: sig });
+  const blob = await r.blob();
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 const validated = new Map<string, ApiErrorBody | null>();
 
 /** A remembered validation: null = valid, an error, or undefined = not asked yet. */
@@ -115,7 +200,7 @@ export async function validateKfl(q: string, sig?: AbortSignal): Promise<ApiErro
 async function validateUncached(q: string, sig?: AbortSignal): Promise<ApiErrorBody | null> {
   let r: Response;
   try {
-    r = await fetch(`/api/v1/kfl/validate${qs({ q })}`, { signal: sig });
+    r = await fetch(`/api/v1/kfl/validate${qs({ q })}`, authInit({ signal: sig }));
   } catch (e) {
     if (!isAbort(e)) serverDown.value = true;
     throw e;
@@ -125,6 +210,30 @@ async function validateUncached(q: string, sig?: AbortSignal): Promise<ApiErrorB
     throw new ApiError(r.status, { message: `server unreachable (HTTP ${r.status})` });
   }
   const j = await r.json().catch(() => ({}));
+  if (r.status === 401 || r.status === 403) {
+    const body: ApiErrorBody = typeof j.error === "object" && j.error ? j.error : { message: j.error ?? `HTTP ${r.status}` };
+    if (r.status === 401) unauthenticated(body.message);
+    throw new ApiError(r.status, r.status === 403 ? { ...body, message: forbiddenMessage(body.message) } : body);
+  }
   if (r.ok && j.ok) return null;
   return (j.error ?? { message: `HTTP ${r.status}` }) as ApiErrorBody;
+}
+
+/**
+ * Checks a token before keeping it: a read every role that may use the dashboard has
+ * (`GET /api/v1/boundaries`). Null when it is good, else the message to show.
+ */
+export async function tryToken(t: string, sig?: AbortSignal): Promise<string | null> {
+  let r: Response;
+  try {
+    r = await fetch("/api/v1/boundaries", { signal: sig, headers: withAuth({ Accept: "application/json" }, t) });
+  } catch (e) {
+    if (isAbort(e)) throw e;
+    return `The server cannot be reached: ${String(e)}`;
+  }
+  if (r.ok) return null;
+  const j = await r.json().catch(() => ({}));
+  const msg: string = (typeof j?.error === "object" ? j.error?.message : j?.error) || `HTTP ${r.status}`;
+  if (r.status === 403) return `This token's role may not read traffic: ${msg}`;
+  return msg;
 }

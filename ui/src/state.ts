@@ -1,7 +1,7 @@
 // App-wide state: the URL (route), the data's boundaries, the resolved window.
 
 import { computed, effect, signal } from "@preact/signals";
-import { getJson, reconnects } from "./api";
+import { ApiError, getJson, reconnects } from "./api";
 import type { Boundaries, Snapshot } from "./lib/types";
 import { defaultWindow, parseTime, type Window } from "./lib/time";
 import { parseUrl, toUrl, type UrlState } from "./lib/url";
@@ -40,11 +40,12 @@ export function refreshNow(): void {
 export async function loadBoundaries(): Promise<void> {
   try {
     boundaries.value = await getJson<Boundaries>("/api/v1/boundaries");
-  } catch {
+  } catch (e) {
+    // Not signed in yet: no default window (it would land in the URL before the sign-in).
+    if (e instanceof ApiError && e.status === 401) return;
     /* the banner says the server is unreachable */
-  } finally {
-    boundariesLoaded.value = true;
   }
+  boundariesLoaded.value = true;
 }
 
 export async function loadSnapshots(): Promise<void> {
@@ -60,7 +61,8 @@ async function loadApiInfo(): Promise<void> {
     const doc = await getJson<{ info?: { version?: string }; paths?: Record<string, unknown> }>("/api/v1/openapi.json");
     version.value = doc.info?.version ?? "";
     hasHistogram.value = !!doc.paths?.["/api/v1/histogram"];
-  } catch {
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
     hasHistogram.value = false;
   }
 }

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { getText, reconnects, serverDown } from "../api";
+import { ApiError, getText, reconnects, serverDown } from "../api";
 import { metricSum, parseProm } from "../lib/prom";
 import { formatBytes } from "../lib/time";
 import { version } from "../state";
@@ -47,8 +47,9 @@ export function StatusCorner() {
           serverDown.value = false;
           reconnects.value++;
         }
-      } catch {
-        serverDown.value = true;
+      } catch (e) {
+        // A refused token (`up --metrics-auth`) is not an unreachable server.
+        if (!(e instanceof ApiError) || e.status >= 500) serverDown.value = true;
         prev = null;
       }
       // The second sample comes soon, so the ingest rate shows within a second or two.

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Core } from "cytoscape";
-import { ApiError, getJson, isAbort, reconnects, validateKfl, wsUrl } from "../api";
+import { ApiError, getJson, isAbort, needSignIn, openSocket, reconnects, validateKfl } from "../api";
 import { diffMaps, edgeKey, edgeKfl, foldTop, nodeKfl, OTHER, scoped, type Change, type DiffRow } from "../lib/mapkfl";
 import { formatLatency, formatUsShort, parseTime } from "../lib/time";
 import type { MapEdge, MapNode, ServiceMap as SM } from "../lib/types";
@@ -141,7 +141,7 @@ export function ServiceMap() {
         setLoading(false);
         if (r.live) {
           const open = () => {
-            sock = new WebSocket(wsUrl("/api/v1/servicemap/live", { kfl: r.kfl, nodes: r.nodes.join(","), group_by: r.groupBy }));
+            sock = openSocket("/api/v1/servicemap/live", { kfl: r.kfl, nodes: r.nodes.join(","), group_by: r.groupBy });
             sock.onopen = () => setLiveOn(true);
             sock.onmessage = (ev) => {
               try {
@@ -153,7 +153,7 @@ export function ServiceMap() {
             };
             sock.onclose = () => {
               setLiveOn(false);
-              if (!ac.signal.aborted) retry = setTimeout(open, 2000);
+              if (!ac.signal.aborted && !needSignIn.value) retry = setTimeout(open, 2000);
             };
           };
           open();

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, getJson, sendJson } from "../api";
+import { ApiError, downloadFile, getJson, sendJson } from "../api";
 import { formatSpan, formatUs } from "../lib/time";
 import type { Snapshot } from "../lib/types";
 import { loadSnapshots, navigate, route, snapshots, window_ } from "../state";
@@ -85,6 +85,16 @@ export function Snapshots() {
     }
   }
 
+  // A plain link cannot send the token: fetch + blob + object URL (the href stays for the link role).
+  async function save(e: MouseEvent, s: Snapshot, format: string, file: string) {
+    e.preventDefault();
+    try {
+      await downloadFile(exp(s, format), file);
+    } catch (x) {
+      setMsg({ ok: false, text: x instanceof ApiError ? x.body.message : String(x) });
+    }
+  }
+
   const list = snapshots.value;
   const exp = (s: Snapshot, f: string) => `/api/v1/snapshots/${encodeURIComponent(s.name)}/export?format=${f}`;
   return (
@@ -160,13 +170,13 @@ export function Snapshots() {
                 {s.created.slice(5, 16).replace("T", " ")}
               </td>
               <td class="links">
-                <a href={exp(s, "bundle")} download={`${s.name}.tar`}>
+                <a href={exp(s, "bundle")} download={`${s.name}.tar`} onClick={(e) => void save(e, s, "bundle", `${s.name}.tar`)}>
                   Download bundle
                 </a>
-                <a href={exp(s, "har")} download={`${s.name}.har`}>
+                <a href={exp(s, "har")} download={`${s.name}.har`} onClick={(e) => void save(e, s, "har", `${s.name}.har`)}>
                   HAR
                 </a>
-                <a href={exp(s, "pcap")} download={`${s.name}.pcap`}>
+                <a href={exp(s, "pcap")} download={`${s.name}.pcap`} onClick={(e) => void save(e, s, "pcap", `${s.name}.pcap`)}>
                   PCAP
                 </a>
               </td>

@@ -1,7 +1,7 @@
 // The Traffic view's data: entry pages by cursor, the count, and the live tail.
 
 import { signal } from "@preact/signals";
-import { ApiError, getJson, isAbort, validateKfl, wsUrl } from "../api";
+import { ApiError, getJson, isAbort, needSignIn, openSocket, validateKfl } from "../api";
 import type { ApiErrorBody, EntriesPage, Entry } from "../lib/types";
 import type { Window } from "../lib/time";
 import { apiWindow } from "../util";
@@ -135,7 +135,7 @@ export function flushPending(): void {
 function startLive(q: Query, my: number): void {
   stopLive();
   liveState.value = "connecting";
-  const sock = new WebSocket(wsUrl("/api/v1/stream", { kfl: q.kfl, nodes: q.nodes.join(",") }));
+  const sock = openSocket("/api/v1/stream", { kfl: q.kfl, nodes: q.nodes.join(",") });
   ws = sock;
   let buf: Entry[] = [];
   let timer: ReturnType<typeof setTimeout> | null = null;
@@ -176,7 +176,7 @@ function startLive(q: Query, my: number): void {
     liveState.value = "closed";
     // Reconnect while live mode is on.
     wsRetry = setTimeout(() => {
-      if (my === gen) startLive(q, my);
+      if (my === gen && !needSignIn.value) startLive(q, my);
     }, 2000);
   };
 }
