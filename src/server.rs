@@ -101,7 +101,7 @@ impl AuthArgs {
             metrics_auth: self.metrics_auth,
             reload_interval: Duration::from_secs(1),
         };
-        Ok(Authenticator::new(&config).with_context(|| format!("--auth {mode}"))?)
+        Authenticator::new(&config).with_context(|| format!("--auth {mode}"))
     }
 }
 

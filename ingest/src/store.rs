@@ -12,6 +12,7 @@ use tokio::sync::{Mutex, Notify, RwLock};
 use wiretrail_proto::schema::check_schema;
 use wiretrail_storage::paths::DataDir;
 use wiretrail_storage::rollup::{Rollup, RollupKey};
+use wiretrail_storage::VolumeRow;
 use wiretrail_storage::{
     Catalog, CompactionConfig, DataDirLock, FileMeta, Micros, ParquetSettings, RemoteStore,
     RetentionConfig,
@@ -601,12 +602,11 @@ impl Ingest {
     /// Per-minute volume (protocol, status classes) of `[from, to)` (minute-aligned) from the
     /// catalog plus the buffered batches in that window, under the buffer lock like
     /// [`Ingest::rollup_snapshot`]; `None` when the catalog's volume does not cover the window.
-    #[allow(clippy::type_complexity)]
     pub async fn volume_snapshot(
         &self,
         from: Micros,
         to: Micros,
-    ) -> Result<Option<(Vec<(Micros, String, Rollup)>, Vec<RecordBatch>)>, IngestError> {
+    ) -> Result<Option<(Vec<VolumeRow>, Vec<RecordBatch>)>, IngestError> {
         let buf = self.buffer.read().await;
         Ok(self
             .catalog

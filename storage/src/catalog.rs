@@ -125,6 +125,9 @@ fn tag_keys(f: &FileMeta) -> impl Iterator<Item = Vec<u8>> + '_ {
     })
 }
 
+/// One minute of one protocol in the `volume` family: minute, protocol, counts.
+pub type VolumeRow = (Micros, String, Rollup);
+
 /// `volume` key: the minute (order-preserving), then the protocol.
 fn volume_key(minute: Micros, protocol: &str) -> Vec<u8> {
     let mut k = ts_key(minute).to_vec();
@@ -435,11 +438,7 @@ impl Catalog {
     /// Per minute and protocol in `[from, to)`: count, errors, bytes and status classes (no
     /// latency sketch). `None` when the window reaches minutes the volume family may lack (a
     /// store made before it; `wiretrail index rebuild` fills them): read [`Catalog::rollups`].
-    pub fn volume(
-        &self,
-        from: Micros,
-        to: Micros,
-    ) -> Result<Option<Vec<(Micros, String, Rollup)>>, StorageError> {
+    pub fn volume(&self, from: Micros, to: Micros) -> Result<Option<Vec<VolumeRow>>, StorageError> {
         if let Some(v) = self
             .db
             .get_cf(self.cf(CF_META), META_VOLUME_FROM)

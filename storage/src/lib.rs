@@ -16,7 +16,7 @@ mod retention;
 pub mod rollup;
 mod writer;
 
-pub use catalog::{Catalog, FileMeta, Pin};
+pub use catalog::{Catalog, FileMeta, Pin, VolumeRow};
 pub use compact::{backlog as compaction_backlog, compact, CompactionConfig, CompactionReport};
 pub use error::StorageError;
 pub use facts::{

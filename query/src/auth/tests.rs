@@ -82,8 +82,8 @@ fn parsing_refuses_bad_files_without_repeating_their_values() {
         format!(
             r#"{{"principals": [{{"name": "a", "role": "viewer", "namespaces": "*", "token_sha256": "{h}"}}, {{"name": "b", "role": "admin", "namespaces": "*", "token_sha256": "{h}"}}]}}"#
         ),
-        format!(r#"{{"version": 2, "principals": []}}"#),
-        format!(r#"{{"principals": [{{"name": "a", "role": "viewer", "#),
+        r#"{"version": 2, "principals": []}"#.to_string(),
+        r#"{"principals": [{"name": "a", "role": "viewer", "#.to_string(),
         secret.to_string(),
     ];
     for b in &bad {
