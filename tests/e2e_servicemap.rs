@@ -26,8 +26,13 @@ fn edges(map: &Value) -> Edges {
 }
 
 fn map(server: &Server, query: &[(&str, &str)]) -> Value {
+    get_ok(server, "/api/v1/servicemap", query)
+}
+
+/// GET `path` with `query`; asserts a 2xx and returns the JSON.
+fn get_ok(server: &Server, path: &str, query: &[(&str, &str)]) -> Value {
     let r = reqwest::blocking::Client::new()
-        .get(format!("{}/api/v1/servicemap", server.http))
+        .get(format!("{}{path}", server.http))
         .query(query)
         .send()
         .unwrap();
@@ -453,15 +458,7 @@ fn sql_cells(
 }
 
 fn histogram(server: &Server, query: &[(&str, &str)]) -> Value {
-    let r = reqwest::blocking::Client::new()
-        .get(format!("{}/api/v1/histogram", server.http))
-        .query(query)
-        .send()
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().unwrap();
-    assert!(status.is_success(), "{query:?}: {status} {v}");
-    v
+    get_ok(server, "/api/v1/histogram", query)
 }
 
 /// The volume histogram equals a SQL GROUP BY over the same window: from the buffer, from the

@@ -3,6 +3,7 @@
 import { signal } from "@preact/signals";
 import { forbiddenMessage, TOKEN_KEY, withAuth, wsProtocols } from "./lib/auth";
 import type { ApiErrorBody } from "./lib/types";
+import { download } from "./util";
 
 /** True while the server cannot be reached; the status poller clears it. */
 export const serverDown = signal(false);
@@ -168,15 +169,7 @@ export function openSocket(path: string, params: Params): WebSocket {
 /** Downloads `path` with the token (fetch + blob + object URL: a plain link cannot send headers). */
 export async function downloadFile(path: string, name: string, sig?: AbortSignal): Promise<void> {
   const r = await request(path, { signal: sig });
-  const blob = await r.blob();
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  download(await r.blob(), name);
 }
 
 const validated = new Map<string, ApiErrorBody | null>();
