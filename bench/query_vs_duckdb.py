@@ -8,13 +8,17 @@ Builds the store once (kept in --store; a second run reuses it): every corpus ca
 `wiretrail up` with fresh ids and timestamps spread evenly over --days ending an hour ago, and the
 server compacts them into hourly files. Then, with the server up on that store and DuckDB reading
 the same Parquet files in the same run (metadata cache on, one warm-up run each), it times the
-issue's five questions (median of --runs):
+five questions of issue 6 and the two histograms of issue 14 (median of --runs):
 
   count        entries in a 1-minute window               GET /api/v1/count
   first page   newest 50 matching a KFL header regex        GET /api/v1/entries?kfl=…&limit=50
   by id        one full entry                               GET /api/v1/entries/{id}
   service map  1 hour, grouped by service                   GET /api/v1/servicemap
   group-by     1 day: count, errors, bytes per protocol      POST /api/v1/sql
+  histogram    3 days, stacked by status class, 100 buckets GET /api/v1/histogram?buckets=100
+               (1-hour buckets, from the rollups)
+  histogram    1 hour, the KFL header regex, 60 buckets     GET /api/v1/histogram?kfl=…&buckets=60
+               (1-minute buckets, a scan)
 
 wiretrail is timed end to end over HTTP (JSON included); DuckDB in-process, results fetched as
 Python tuples. Each answer is checked against DuckDB's before timing. DuckDB is pip-installed
@@ -199,16 +203,54 @@ def run(duckdb, binary, a):
             return [(r[0], r[1]) for r in con.execute(
                 group_sql.format(where="where " + window(d_from, d_from + 24 * HOUR_US))).fetchall()]
 
+        # The volume histogram, stacked by status class; DuckDB buckets and classifies the same rows
+        # (status_class in proto/src/schema.rs). The 3 days end just after the newest entry, off the
+        # minute as a browser's window does, so wiretrail reads whole minutes from the rollups and
+        # the partial minutes at both ends from rows; the KFL hour is the service map's hour.
+        status_class = (
+            "case when status is null then 'other' "
+            "when protocol in ('http', 'http2', 'graphql') then case "
+            "when status between 200 and 299 then '2xx' when status between 300 and 399 then '3xx' "
+            "when status between 400 and 499 then '4xx' when status between 500 and 599 then '5xx' "
+            "else 'other' end "
+            "when (protocol = 'amqp' and status >= 300) or (protocol is distinct from 'amqp' and status <> 0) "
+            "then 'error' else 'ok' end")
+        t_to = (hi // 1000 + 1) * 1000
+        t_from = t_to - 72 * HOUR_US
+        sources = {}
+
+        def wt_hist(f, t, n, kfl=""):
+            q = urllib.parse.urlencode({"kfl": kfl, "from": f // 1000, "to": t // 1000, "buckets": n, "stack": "status"})
+            h = http(f"{base}/api/v1/histogram?{q}")
+            sources[n] = (h["source"], h["files_scanned"])
+            return h["bucket_us"], {(b["start_us"], s): c for b in h["buckets"]
+                                    for s, c in zip(h["series"], b["counts"]) if c}
+
+        def dd_hist(f, t, width, where=""):
+            return width, {(b, c): k for b, c, k in con.execute(
+                f"select epoch_us(time_bucket(to_microseconds({width}), ts, timestamp '1970-01-01')), "
+                f"{status_class}, count(*) from entries where {window(f, t)}{where} group by 1, 2").fetchall()}
+
+        kfl_where = " and regexp_matches(map_extract(request_headers, 'Authorization')[1], 'Token.*')"
         questions = [
             ("count, 1-minute window", wt_count, dd_count, 10),
             ("newest 50 matching the header-regex KFL", wt_page, dd_page, 50),
             ("entry by id (full entry)", wt_id, dd_id, 20),
             ("service map, 1 hour", wt_map, dd_map, 100),
             ("group-by protocol, 1 day", wt_group, dd_group, None),
+            ("histogram, 3 days unfiltered, stack=status (100 buckets → 1 h)",
+             lambda: wt_hist(t_from, t_to, 100), lambda: dd_hist(t_from, t_to, HOUR_US), 50),
+            ("histogram, 1 hour, KFL token regex (60 buckets → 1 min)",
+             lambda: wt_hist(h_from, h_from + HOUR_US, 60, KFL),
+             lambda: dd_hist(h_from, h_from + HOUR_US, 60_000_000, kfl_where), 300),
         ]
         for name, w, d, _ in questions:
             ours, theirs = w(), d()
             if ours != theirs:
+                if isinstance(ours, tuple) and isinstance(theirs, tuple) and isinstance(ours[1], dict):
+                    diff = sorted(set(ours[1].items()) ^ set(theirs[1].items()))[:10]
+                    raise SystemExit(f"{name}: bucket width {ours[0]} vs {theirs[0]}; cells differing "
+                                     f"(first 10 of wiretrail ^ DuckDB): {diff}")
                 raise SystemExit(f"{name}: wiretrail {ours!r} != DuckDB {theirs!r}")
         commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD"]).returncode:
@@ -216,11 +258,13 @@ def run(duckdb, binary, a):
         print(f"commit {commit}; load before: {open('/proc/loadavg').read().split()[:3]}")
         print(f"store: {rows:,} entries, {len(files)} Parquet files, {size / 2**20:,.0f} MiB, "
               f"{(hi - lo) / 86400e6:.1f} days; DuckDB {duckdb.__version__}; median of {a.runs} runs")
-        print(f"{'question':<42} {'wiretrail':>10} {'DuckDB':>10} {'DuckDB/ours':>12} {'target':>8}")
+        print("histogram: " + "; ".join(f"{n} buckets from {src}, {k} files scanned" for n, (src, k) in sorted(sources.items())))
+        width = max(len(q[0]) for q in questions)
+        print(f"{'question':<{width}} {'wiretrail':>10} {'DuckDB':>10} {'DuckDB/ours':>12} {'target':>8}")
         for name, w, d, target in questions:
             tw, td = timed(w, a.runs), timed(d, a.runs)
             t = f"{target} ms" if target else "—"
-            print(f"{name:<42} {tw:>8.1f}ms {td:>8.1f}ms {td / tw:>11.2f}x {t:>8}", flush=True)
+            print(f"{name:<{width}} {tw:>8.1f}ms {td:>8.1f}ms {td / tw:>11.2f}x {t:>8}", flush=True)
     finally:
         srv.stop()
 
