@@ -7,6 +7,7 @@ import type { Histogram as Hist, SqlAnswer } from "../lib/types";
 import { hasHistogram, navigate, nowUs, route, snapshots, window_ } from "../state";
 import { apiWindow, fmtInt } from "../util";
 import { setWindow } from "./TimeBar";
+import { afterFirstPage } from "../views/trafficData";
 
 const STATUS_COLORS: Record<string, string> = {
   "2xx": "var(--c-2xx)",
@@ -98,9 +99,12 @@ export function Histogram() {
     const ac = new AbortController();
     setLoading(true);
     const buckets = Math.max(30, Math.min(240, Math.floor((box.current?.clientWidth ?? 1200) / 7)));
-    const p = validateKfl(r.kfl, ac.signal).then((bad) => {
+    const p = validateKfl(r.kfl, ac.signal).then(async (bad) => {
       // The KFL bar shows the error; the chart keeps the previous answer, dimmed.
       if (bad) throw new KflRejected();
+      // The list's first page goes first (see trafficData.afterFirstPage).
+      await afterFirstPage();
+      if (ac.signal.aborted) throw new DOMException("aborted", "AbortError");
       return has
       ? getJson<Hist>(
           "/api/v1/histogram",
