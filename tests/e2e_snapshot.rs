@@ -192,17 +192,6 @@ fn tshark_requests(pcap: &Path, ports: &[u64]) -> Option<Vec<(String, String)>> 
     Some(reqs)
 }
 
-/// A counter or gauge of `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let text = reqwest::blocking::get(format!("{}/metrics", server.http))
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-}
-
 /// Polls a metric until `done` accepts it (the maintenance loop runs every second here).
 fn wait_for(server: &Server, name: &str, done: impl Fn(f64) -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);

@@ -222,48 +222,33 @@ impl Acc {
             .column_by_name(STATUS)
             .ok_or_else(|| missing(STATUS))?
             .as_primitive::<Int32Type>();
-        // The protocol column is dictionary-encoded in files and the buffer: classify each
-        // (dictionary key, status) once.
-        let proto_utf8;
-        let (keys, values) = match proto.data_type() {
-            DataType::Dictionary(_, _) => {
-                let d = proto.as_dictionary::<Int32Type>();
-                proto_utf8 = arrow::compute::cast(d.values(), &DataType::Utf8)?;
-                (Some(d.keys().clone()), proto_utf8.as_string::<i32>())
-            }
-            _ => {
-                proto_utf8 = arrow::compute::cast(proto, &DataType::Utf8)?;
-                (None, proto_utf8.as_string::<i32>())
-            }
-        };
-        let mut memo: HashMap<(usize, Option<i32>), usize> = HashMap::new();
+        // The protocol column is dictionary-encoded in files and the buffer (anything else is
+        // made so): each (dictionary key, status) is classified once.
+        let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let proto = arrow::compute::cast(proto, &dict_type)?;
+        let proto = proto.as_dictionary::<Int32Type>();
+        let names = arrow::compute::cast(proto.values(), &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let mut memo: HashMap<(Option<i32>, Option<i32>), usize> = HashMap::new();
         for i in 0..b.num_rows() {
             let t = ts.value(i);
             if t < self.from || t >= self.to {
                 continue;
             }
-            let p = match &keys {
-                Some(k) if k.is_valid(i) => k.value(i) as usize,
-                Some(_) => usize::MAX,
-                None => i,
-            };
+            let key = proto.keys().is_valid(i).then(|| proto.keys().value(i));
             let st = status.is_valid(i).then(|| status.value(i));
-            let memo_key = (if keys.is_some() { p } else { usize::MAX - 1 }, st);
-            let s = match (keys.is_some(), memo.get(&memo_key)) {
-                (true, Some(s)) => *s,
-                _ => {
-                    let name = if p < values.len() && values.is_valid(p) {
-                        values.value(p)
-                    } else {
-                        ""
-                    };
+            let s = match memo.get(&(key, st)) {
+                Some(s) => *s,
+                None => {
+                    let name = key
+                        .and_then(|k| usize::try_from(k).ok())
+                        .filter(|k| *k < names.len() && names.is_valid(*k))
+                        .map_or("", |k| names.value(k));
                     let s = match self.stack {
                         Stack::Status => status_class(name, st),
                         Stack::Protocol => self.series_of(name),
                     };
-                    if keys.is_some() {
-                        memo.insert(memo_key, s);
-                    }
+                    memo.insert((key, st), s);
                     s
                 }
             };

@@ -245,13 +245,10 @@ impl Catalog {
         let mut volume: HashMap<(Micros, &str), Rollup> = HashMap::new();
         for (k, r) in rollups {
             wb.merge_cf(self.cf(CF_ROLLUPS), k.encode(), r.encode());
-            let v = volume.entry((k.minute, k.protocol.as_str())).or_default();
-            v.count += r.count;
-            v.errors += r.errors;
-            v.bytes = v.bytes.saturating_add(r.bytes);
-            for (a, b) in v.classes.iter_mut().zip(r.classes) {
-                *a += b;
-            }
+            volume
+                .entry((k.minute, k.protocol.as_str()))
+                .or_default()
+                .merge_counts(r);
         }
         for ((minute, protocol), v) in &volume {
             wb.merge_cf(

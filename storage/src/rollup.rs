@@ -132,14 +132,19 @@ impl Rollup {
     }
 
     pub fn merge(&mut self, o: &Rollup) {
+        self.merge_counts(o);
+        for (b, n) in &o.latency {
+            *self.latency.entry(*b).or_default() += n;
+        }
+    }
+
+    /// Adds `o`'s counts, bytes and status classes, not its latency sketch (the volume family).
+    pub fn merge_counts(&mut self, o: &Rollup) {
         self.count += o.count;
         self.errors += o.errors;
         self.bytes = self.bytes.saturating_add(o.bytes);
         for (c, n) in self.classes.iter_mut().zip(o.classes) {
             *c += n;
-        }
-        for (b, n) in &o.latency {
-            *self.latency.entry(*b).or_default() += n;
         }
     }
 

@@ -622,3 +622,14 @@ pub fn have(bin: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// A counter or gauge of `/metrics` (`name` may carry labels: `x_total{reason="y"}`).
+pub fn metric(server: &Server, name: &str) -> f64 {
+    let text = reqwest::blocking::get(format!("{}/metrics", server.http))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
